@@ -1,0 +1,65 @@
+"""The `kto` command: thin subcommands over the Python API."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from .errors import KTOError
+
+
+def _train(args) -> None:
+    from .config import config_from_args
+    from .train import train
+
+    train(config_from_args(args))
+
+
+def _report(args) -> None:
+    from .report import write_report
+
+    print(write_report(args.run))
+
+
+def _register_train(sub) -> None:
+    from .config import add_config_args
+
+    p = sub.add_parser("train", help="train a policy on feedback data", argument_default=argparse.SUPPRESS)
+    add_config_args(p)
+    p.set_defaults(func=_train)
+
+
+def _register_report(sub) -> None:
+    p = sub.add_parser("report", help="(re)write report.md and plots for a run folder")
+    p.add_argument("run")
+    p.set_defaults(func=_report)
+
+
+# Each subcommand registers itself; adding one is one function and one line here.
+REGISTER = [_register_train, _register_report]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kto", description="Align language models from binary feedback with KTO.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for register in REGISTER:
+        register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except KTOError as e:
+        print(f"kto: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("kto: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,128 @@
+"""Typed training configuration: defaults here, a YAML file on top (--config), then
+command-line flags on top of that. Every field's help text is the CLI help."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .errors import KTOError
+
+
+def _f(default, help: str, **kw):
+    if isinstance(default, (dict, list)):
+        return field(default_factory=lambda d=default: type(d)(d), metadata={"help": help, **kw})
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class TrainConfig:
+    # data
+    data: str = _f("", "training data: a .jsonl/.jsonl.gz/.json/.parquet/.csv file or a Hugging Face dataset name")
+    data_split: str = _f("train", "split to read when --data is a Hugging Face dataset name")
+    columns: dict = _f({}, "rename columns, ours=theirs, e.g. prompt=question,completion=answer,label=thumbs_up")
+    eval_fraction: float = _f(0.05, "share of prompts held out for evaluation at the start and the end (0 to disable)")
+    max_length: int = _f(512, "maximum tokens of prompt + completion")
+    max_prompt_length: int = _f(256, "maximum prompt tokens kept (the end of the prompt) when an example is too long")
+    # model
+    model: str = _f("tiny", "policy to start from: a Hugging Face id, a local path, or a built-in name (tiny, smollm2-135m)")
+    ref_model: str = _f("", "reference model path or id (default: a frozen copy of the starting policy)")
+    lora_r: int = _f(0, "LoRA rank (0 = full fine-tuning); with LoRA the reference is the base with the adapter disabled")
+    lora_alpha: int = _f(16, "LoRA alpha")
+    # loss
+    loss: str = _f("kto", "loss function name")
+    beta: float = _f(0.1, "β, the temperature on the log-ratio")
+    desirable_weight: float = _f(1.0, "λ_D, the weight of desirable examples")
+    undesirable_weight: float = _f(1.0, "λ_U, the weight of undesirable examples")
+    weights: str = _f("manual", "'manual' uses the two weights above; 'auto' sets them from the class counts (band rule)")
+    z0: str = _f("batch", "reference point: 'batch' (mismatched pairs in each micro-batch), 'ema' (running mean), 'zero'")
+    z0_ema_decay: float = _f(0.9, "decay of the running mean when --z0 ema")
+    # optimisation
+    lr: float = _f(5e-6, "AdamW learning rate")
+    weight_decay: float = _f(0.0, "AdamW weight decay")
+    warmup_ratio: float = _f(0.1, "share of the optimiser steps spent in linear warmup")
+    scheduler: str = _f("constant", "learning-rate schedule after warmup: constant or cosine")
+    batch_size: int = _f(8, "micro-batch size per process (at least 2 for the KL estimate)")
+    grad_accum: int = _f(1, "micro-batches accumulated per optimiser step")
+    max_grad_norm: float = _f(1.0, "gradient clipping norm (0 disables)")
+    epochs: float = _f(1.0, "passes over the training data (ignored when --max-steps is set)")
+    max_steps: int = _f(0, "optimiser steps to run (0: from --epochs)")
+    seed: int = _f(0, "seed for model init (tiny), shuffling and the eval split")
+    precision: str = _f("auto", "auto (bf16 on a GPU that supports it, else fp32), fp32 or bf16")
+    # output
+    output: str = _f("", "output folder (must be new or empty unless --overwrite)")
+    overwrite: bool = _f(False, "replace an existing output folder (only once the run has finished)")
+    logging_steps: int = _f(1, "log metrics every N optimiser steps")
+    progress: bool = _f(True, "show a progress bar")
+
+    def __post_init__(self):
+        checks = [
+            (self.beta > 0, "beta must be > 0"),
+            (self.batch_size >= 1, "batch_size must be >= 1"),
+            (self.grad_accum >= 1, "grad_accum must be >= 1"),
+            (0 <= self.eval_fraction < 1, "eval_fraction must be in [0, 1)"),
+            (0 < self.max_prompt_length < self.max_length, "max_prompt_length must be > 0 and smaller than max_length"),
+            (self.weights in ("manual", "auto"), "weights must be 'manual' or 'auto'"),
+            (self.z0 in ("batch", "ema", "zero"), "z0 must be batch, ema or zero"),
+            (self.scheduler in ("constant", "cosine"), "scheduler must be constant or cosine"),
+            (self.precision in ("auto", "fp32", "bf16"), "precision must be auto, fp32 or bf16"),
+            (self.desirable_weight > 0 and self.undesirable_weight > 0, "class weights must be > 0"),
+            (self.max_steps >= 0 and self.epochs > 0, "max_steps must be >= 0 and epochs > 0"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise KTOError(f"config: {msg}")
+        if self.loss == "kto" and self.z0 == "batch" and self.batch_size < 2:
+            raise KTOError("config: --batch-size 1 cannot form mismatched pairs for z0 (nobody may be paired with "
+                           "their own completion); use --batch-size 2 or more, or --z0 ema")
+
+    def save(self, path: Path) -> None:
+        path.write_text(yaml.safe_dump(dataclasses.asdict(self), sort_keys=False))
+
+
+def parse_columns(text: str) -> dict:
+    out = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        ours, eq, theirs = part.partition("=")
+        if not eq or not ours or not theirs:
+            raise KTOError(f"--columns: expected ours=theirs, got {part!r}")
+        out[ours.strip()] = theirs.strip()
+    return out
+
+
+def add_config_args(parser: argparse.ArgumentParser, cls=TrainConfig) -> None:
+    """One flag per field (--max-steps for max_steps); defaults suppressed so that only
+    flags actually given override the YAML file."""
+    parser.add_argument("--config", help="YAML file with any of the options below (flags override it)")
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        flag = "--" + f.name.replace("_", "-")
+        kind = hints[f.name]
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        help = f"{f.metadata.get('help', '')} (default: {default!r})"
+        if kind is bool:
+            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help)
+        elif kind is dict:
+            parser.add_argument(flag, dest=f.name, type=parse_columns, default=argparse.SUPPRESS, help=help)
+        else:
+            parser.add_argument(flag, dest=f.name, type=kind, default=argparse.SUPPRESS, help=help)
+
+
+def config_from_args(args: argparse.Namespace, cls=TrainConfig):
+    values = {}
+    if getattr(args, "config", None):
+        try:
+            loaded = yaml.safe_load(Path(args.config).read_text()) or {}
+        except (OSError, yaml.YAMLError) as e:
+            raise KTOError(f"{args.config}: cannot read config ({e})") from None
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(loaded) - known)
+        if unknown:
+            raise KTOError(f"{args.config}: unknown option(s) {', '.join(unknown)}")
+        values.update(loaded)
+    values.update({f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)})
+    return cls(**values)

@@ -1,0 +1,154 @@
+"""Read raw rows from local files (.jsonl, .jsonl.gz, .json, .parquet, .csv) or a
+Hugging Face dataset name. Every error names the file and the line or row."""
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import os
+import zlib
+from typing import Iterator
+
+from ..errors import DataError
+from .records import Row
+
+LOCAL_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".json.gz", ".parquet", ".csv", ".csv.gz")
+
+
+def _suffix(path: str) -> str:
+    for s in sorted(LOCAL_SUFFIXES, key=len, reverse=True):
+        if path.lower().endswith(s):
+            return s
+    return ""
+
+
+def _read_bytes(path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as e:
+        raise DataError(f"{path}: cannot read: {e.strerror}") from None
+    if path.lower().endswith(".gz"):
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as e:
+            raise DataError(f"{path}: unreadable or truncated gzip file ({e})") from None
+    return raw
+
+
+def _decode_lines(path: str, raw: bytes) -> list[str]:
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
+    lines = raw.split(b"\n")
+    out = []
+    for i, line in enumerate(lines, start=1):
+        try:
+            out.append(line.decode("utf-8").rstrip("\r"))
+        except UnicodeDecodeError as e:
+            raise DataError(f"{path}:{i}: not valid UTF-8 (byte {e.start + 1} of the line); re-save the file as UTF-8") from None
+    return out
+
+
+def _jsonl(path: str, raw: bytes) -> Iterator[Row]:
+    for i, line in enumerate(_decode_lines(path, raw), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}:{i}: invalid JSON ({e.msg} at column {e.colno})") from None
+        if not isinstance(obj, dict):
+            raise DataError(f"{path}:{i}: expected a JSON object, got {type(obj).__name__}")
+        yield Row(f"{path}:{i}", obj)
+
+
+def _json(path: str, raw: bytes) -> Iterator[Row]:
+    text = "\n".join(_decode_lines(path, raw))
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}:{e.lineno}: invalid JSON ({e.msg} at column {e.colno})") from None
+    if isinstance(obj, dict):  # {"data": [...]} or column-oriented {"prompt": [...], ...}
+        lists = {k: v for k, v in obj.items() if isinstance(v, list)}
+        if len(lists) == 1:
+            obj = next(iter(lists.values()))
+        elif lists and len({len(v) for v in lists.values()}) == 1:
+            n = len(next(iter(lists.values())))
+            obj = [{k: v[i] for k, v in lists.items()} for i in range(n)]
+        else:
+            raise DataError(f"{path}: expected a JSON list of objects")
+    if not isinstance(obj, list):
+        raise DataError(f"{path}: expected a JSON list of objects, got {type(obj).__name__}")
+    for i, item in enumerate(obj, start=1):
+        if not isinstance(item, dict):
+            raise DataError(f"{path}: row {i}: expected a JSON object, got {type(item).__name__}")
+        yield Row(f"{path}: row {i}", item)
+
+
+def _csv(path: str, raw: bytes) -> Iterator[Row]:
+    text = "\n".join(_decode_lines(path, raw))
+    reader = csv.reader(io.StringIO(text))
+    header = None
+    for fields in reader:
+        line = reader.line_num
+        if header is None:
+            header = fields
+            continue
+        if not fields or all(not f.strip() for f in fields):
+            continue
+        if len(fields) != len(header):
+            raise DataError(f"{path}:{line}: ragged CSV row: {len(fields)} fields, the header has {len(header)}")
+        yield Row(f"{path}:{line}", dict(zip(header, fields)))
+
+
+def _parquet(path: str) -> Iterator[Row]:
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except Exception as e:  # pyarrow raises several types for corrupt files
+        raise DataError(f"{path}: unreadable parquet file ({e})") from None
+    for i, item in enumerate(table.to_pylist(), start=1):
+        yield Row(f"{path}: row {i}", item)
+
+
+def _hub(name: str, split: str) -> Iterator[Row]:
+    import datasets
+
+    name, _, subset = name.partition(":")
+    try:
+        ds = datasets.load_dataset(name, subset or None, split=split)
+    except Exception as e:
+        raise DataError(f"{name}: cannot load from the Hugging Face Hub ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+    for i, item in enumerate(ds, start=1):
+        yield Row(f"{name}[{split}]: row {i}", dict(item))
+
+
+def is_local(path: str) -> bool:
+    return os.path.exists(path) or bool(_suffix(path)) or path.startswith((".", "/", "~"))
+
+
+def read_rows(path: str, split: str = "train") -> Iterator[Row]:
+    """Yield raw rows. `path` is a local file or a Hub dataset name ("org/name[:subset]")."""
+    path = os.path.expanduser(path)
+    if not os.path.exists(path):
+        if is_local(path):
+            raise DataError(f"{path}: file does not exist")
+        yield from _hub(path, split)
+        return
+    if os.path.isdir(path):
+        raise DataError(f"{path}: is a folder; give a data file")
+    suffix = _suffix(path)
+    if suffix == ".parquet":
+        yield from _parquet(path)
+        return
+    if not suffix:
+        raise DataError(f"{path}: unknown file type; expected one of {', '.join(LOCAL_SUFFIXES)}")
+    raw = _read_bytes(path)
+    if suffix.startswith(".jsonl"):
+        yield from _jsonl(path, raw)
+    elif suffix.startswith(".json"):
+        yield from _json(path, raw)
+    else:
+        yield from _csv(path, raw)
