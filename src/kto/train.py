@@ -28,7 +28,8 @@ from .weights import auto_weights, band_advice
 
 
 def say(msg: str) -> None:
-    print(f"[kto] {msg}", flush=True)
+    if os.environ.get("RANK", "0") == "0":  # one voice under torchrun / accelerate launch
+        print(f"[kto] {msg}", flush=True)
 
 
 # ----------------------------------------------------------------------------- data
@@ -243,9 +244,11 @@ def train(cfg: TrainConfig, examples: list[Example] | None = None) -> Path:
         raise DataError(f"{cfg.data}: {len(examples)} example(s): too few for one micro-batch (need at least 2)")
 
     use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and torch.cuda.is_available() and torch.cuda.is_bf16_supported())
-    acc = Accelerator(mixed_precision="bf16" if use_bf16 else "no")
+    acc = Accelerator(mixed_precision="bf16" if use_bf16 else "no", cpu=not torch.cuda.is_available())
     set_seed(cfg.seed)
-    policy, ref, tok = build_policy(cfg)
+    from .models import load_tokenizer
+
+    tok = load_tokenizer(cfg.model)  # the data checks need the tokenizer only: bad data fails before any model loads
     data = prepare_data(cfg, tok, examples)
     for note in data.notes:
         say(note)
@@ -265,6 +268,7 @@ def train(cfg: TrainConfig, examples: list[Example] | None = None) -> Path:
         raise DataError(f"{cfg.data}: {len(data.train)} training examples are too few for one optimiser step "
                         f"(batch {cfg.batch_size} × accumulation {cfg.grad_accum} × {world} process(es))")
     total = cfg.max_steps or max(1, math.ceil(cfg.epochs * per_epoch))
+    policy, ref, _ = build_policy(cfg)
 
     params = [p for p in policy.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
