@@ -25,8 +25,8 @@ SCHEMAS = {
     "llmbar": ("input", "output_1", "output_2", "label"),
     "oasst_tree": ("message_tree_id", "prompt"),
 }
-_TRUE = {"true", "1", "yes", "desirable"}
-_FALSE = {"false", "0", "no", "undesirable"}
+_TRUE = {"true", "1"}  # "1"/"0": CSV cells are strings
+_FALSE = {"false", "0"}
 
 
 def parse_label(value: Any, where: str) -> bool:
