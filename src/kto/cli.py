@@ -5,6 +5,7 @@ import argparse
 import os
 import sys
 
+from .data import commands as _data_commands
 from .errors import KTOError
 
 
@@ -36,7 +37,7 @@ def _register_report(sub) -> None:
 
 
 # Each subcommand registers itself; adding one is one function and one line here.
-REGISTER = [_register_train, _register_report]
+REGISTER = [_register_train, _register_report, _data_commands.register]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -34,19 +34,33 @@ class TrainConfig:
     lora_r: int = _f(0, "LoRA rank (0 = full fine-tuning); with LoRA the reference is the base with the adapter disabled")
     lora_alpha: int = _f(16, "LoRA alpha")
     # loss
-    loss: str = _f("kto", "loss function name")
+    loss: str = _f("kto", "loss: kto, dpo, cdpo, ipo, slic, simpo, orpo, sft, csft, ppo, apo-zero, bco (docs/losses.md)")
     beta: float = _f(0.1, "β, the temperature on the log-ratio")
     desirable_weight: float = _f(1.0, "λ_D, the weight of desirable examples")
     undesirable_weight: float = _f(1.0, "λ_U, the weight of undesirable examples")
     weights: str = _f("manual", "'manual' uses the two weights above; 'auto' sets them from the class counts (band rule)")
     z0: str = _f("batch", "reference point: 'batch' (mismatched pairs in each micro-batch), 'ema' (running mean), 'zero'")
     z0_ema_decay: float = _f(0.9, "decay of the running mean when --z0 ema")
+    one_y_per_x: bool = _f(False, "keep one completion per prompt (chosen with --seed): data without pairs")
+    keep_desirable: float = _f(1.0, "share of desirable training examples kept (seeded), e.g. 0.1 for imbalance studies")
+    keep_undesirable: float = _f(1.0, "share of undesirable training examples kept (seeded)")
+    # other losses' hyper-parameters (defaults and reasons: docs/losses.md)
+    label_smoothing: float = _f(0.2, "cDPO ε, the assumed share of flipped preference labels")
+    ipo_tau: float = _f(0.1, "IPO τ (target margin 1/(2τ) of per-token-mean log-ratios)")
+    slic_delta: float = _f(1.0, "SLiC margin δ on summed log-probs")
+    slic_lambda: float = _f(0.1, "SLiC weight λ of the NLL regulariser on chosen completions")
+    simpo_beta: float = _f(2.0, "SimPO β (on per-token-mean log-probs)")
+    simpo_gamma: float = _f(0.5, "SimPO target margin γ")
+    orpo_lambda: float = _f(0.25, "ORPO weight λ of the odds-ratio term")
+    ppo_clip: float = _f(0.25, "offline PPO: the ratio πθ/πref is clipped to [c, 1/c]")
+    ppo_value_coef: float = _f(0.01, "offline PPO: weight of the value-head loss")
+    ppo_kl_coef: float = _f(0.1, "offline PPO: weight of the ½(log πθ/πref)² penalty")
     # optimisation
     lr: float = _f(5e-6, "AdamW learning rate")
     weight_decay: float = _f(0.0, "AdamW weight decay")
     warmup_ratio: float = _f(0.1, "share of the optimiser steps spent in linear warmup")
     scheduler: str = _f("constant", "learning-rate schedule after warmup: constant or cosine")
-    batch_size: int = _f(8, "micro-batch size per process (at least 2 for the KL estimate)")
+    batch_size: int = _f(8, "micro-batch size per process (at least 2 for the KL estimate); counts pairs for paired losses")
     grad_accum: int = _f(1, "micro-batches accumulated per optimiser step")
     max_grad_norm: float = _f(1.0, "gradient clipping norm (0 disables)")
     epochs: float = _f(1.0, "passes over the training data (ignored when --max-steps is set)")
@@ -73,10 +87,25 @@ class TrainConfig:
             (self.desirable_weight > 0 and self.undesirable_weight > 0, "class weights must be > 0"),
             (self.max_steps >= 0 and self.epochs > 0, "max_steps must be >= 0 and epochs > 0"),
         ]
+        from .losses import LOSSES
+
+        spec = LOSSES.get(self.loss)
+        checks += [
+            (spec is not None, f"unknown loss {self.loss!r}; choose one of {', '.join(LOSSES)}"),
+            (0 < self.keep_desirable <= 1 and 0 < self.keep_undesirable <= 1, "keep_desirable/keep_undesirable must be in (0, 1]"),
+            (0 <= self.label_smoothing < 0.5, "label_smoothing must be in [0, 0.5)"),
+            (self.ipo_tau > 0 and self.simpo_beta > 0, "ipo_tau and simpo_beta must be > 0"),
+            (self.slic_lambda >= 0 and self.orpo_lambda >= 0, "slic_lambda and orpo_lambda must be >= 0"),
+            (0 < self.ppo_clip < 1, "ppo_clip must be in (0, 1)"),
+            (self.ppo_value_coef >= 0 and self.ppo_kl_coef >= 0, "ppo coefficients must be >= 0"),
+        ]
         for ok, msg in checks:
             if not ok:
                 raise KTOError(f"config: {msg}")
-        if self.loss == "kto" and self.z0 == "batch" and self.batch_size < 2:
+        if spec.paired and (self.one_y_per_x or self.keep_desirable < 1 or self.keep_undesirable < 1):
+            raise KTOError(f"config: --loss {self.loss} trains on pairs; --one-y-per-x and --keep-desirable/"
+                           "--keep-undesirable would break the pairs (use an unpaired loss such as kto)")
+        if spec.needs_kl and self.z0 == "batch" and self.batch_size < 2:
             raise KTOError("config: --batch-size 1 cannot form mismatched pairs for z0 (nobody may be paired with "
                            "their own completion); use --batch-size 2 or more, or --z0 ema")
 

@@ -6,7 +6,7 @@ import contextlib
 
 import torch
 
-from .logprobs import model_logps
+from .logprobs import model_logps, token_logps
 
 
 class Reference:
@@ -17,10 +17,21 @@ class Reference:
             model.eval()
             model.requires_grad_(False)
 
+    def _context(self):
+        if self.model is not None:
+            return contextlib.nullcontext()
+        return self.policy.disable_adapter() if hasattr(self.policy, "disable_adapter") else contextlib.nullcontext()
+
     @torch.no_grad()
     def logps(self, input_ids, attention_mask, completion_mask) -> torch.Tensor:
-        if self.model is not None:
-            return model_logps(self.model, input_ids, attention_mask, completion_mask)[0]
-        ctx = self.policy.disable_adapter() if hasattr(self.policy, "disable_adapter") else contextlib.nullcontext()
-        with ctx:
-            return model_logps(self.policy, input_ids, attention_mask, completion_mask)[0]
+        """Summed completion log-probs (B,)."""
+        with self._context():
+            return model_logps((self.model if self.model is not None else self.policy), input_ids, attention_mask, completion_mask)[0]
+
+    @torch.no_grad()
+    def token_logps(self, input_ids, attention_mask, completion_mask) -> torch.Tensor:
+        """Per-token log-probs (B, T−1), zero outside the completion (offline PPO's π_old)."""
+        with self._context():
+            model = (self.model if self.model is not None else self.policy)
+            logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
+            return token_logps(logits, input_ids, completion_mask)[0]

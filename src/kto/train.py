@@ -16,14 +16,14 @@ from pathlib import Path
 import torch
 
 from .config import TrainConfig
-from .data.batching import Batch, collate, epoch_batches
+from .data.batching import Batch, collate, collate_pairs, epoch_batches
 from .data.records import Example
 from .data.schema import load_examples
 from .data.tokenize import Encoder, TokenizedExample
 from .errors import DataError, KTOError
-from .logprobs import model_logps
-from .losses import kto_loss, kto_z0
+from .losses import CONTROL_TOKENS, LOSSES, LossSpec, ValueHead, kto_loss, kto_z0  # noqa: F401 (re-exported)
 from .reference import Reference
+from .steps import LossState, MicroStats, Z0, kto_micro_step, micro_step  # noqa: F401 (re-exported)
 from .weights import auto_weights, band_advice
 
 
@@ -46,92 +46,120 @@ def split_by_prompt(examples: list[Example], fraction: float, seed: int) -> tupl
     return train, held_out
 
 
+def one_y_per_x(examples: list[Example], seed: int) -> list[Example]:
+    """Keep one completion per prompt, drawn with the seed: data with no pairs at all (SPEC.md §3)."""
+    groups: dict[str, list[Example]] = {}
+    for e in examples:
+        groups.setdefault(json.dumps(e.prompt, sort_keys=True), []).append(e)
+    rng = random.Random(seed)
+    keep = {id(rng.choice(g)) for g in groups.values()}
+    return [e for e in examples if id(e) in keep]
+
+
+def subsample(examples: list[Example], keep_desirable: float, keep_undesirable: float, seed: int) -> list[Example]:
+    """Keep a share of each class (at least one example of a class that is present), drawn with the seed."""
+    rng = random.Random(seed + 1)
+    keep = set()
+    for label, share in ((True, keep_desirable), (False, keep_undesirable)):
+        idx = [i for i, e in enumerate(examples) if e.desirable == label]
+        keep.update(rng.sample(idx, max(1, round(share * len(idx)))) if idx else [])
+    return [e for i, e in enumerate(examples) if i in keep]
+
+
+def make_pairs(tokenized: list[TokenizedExample], source: list[Example]) -> tuple[list[tuple], int]:
+    """(chosen, rejected) pairs from examples that share a pair_id (t.index points into
+    `source`). Returns the pairs and how many examples had no usable partner."""
+    groups: dict[int, list[TokenizedExample]] = {}
+    for t in tokenized:
+        pid = source[t.index].pair_id
+        if pid is not None:
+            groups.setdefault(pid, []).append(t)
+    pairs = []
+    for g in groups.values():
+        d, u = [t for t in g if t.desirable], [t for t in g if not t.desirable]
+        if len(d) == 1 and len(u) == 1:
+            pairs.append((d[0], u[0]))
+    return pairs, len(tokenized) - 2 * len(pairs)
+
+
+def add_control_vocab(tok) -> bool:
+    """Add CSFT's control tokens to the tokenizer (same ids every time for one tokenizer).
+    Returns True when the vocabulary grew."""
+    new = [t for t in CONTROL_TOKENS.values() if t not in tok.get_vocab()]
+    if new:
+        tok.add_tokens(new, special_tokens=True)
+    return bool(new)
+
+
+def add_control_tokens(examples: list[TokenizedExample], tokenizer, max_length: int) -> list[TokenizedExample]:
+    """CSFT: append <|good|> or <|bad|> to each prompt (conditioning, not scored); cut the
+    completion's end if the sequence grows past max_length; drop it if nothing is left."""
+    ids = {label: tokenizer.convert_tokens_to_ids(t) for label, t in CONTROL_TOKENS.items()}
+    out = []
+    for t in examples:
+        t.prompt_ids = t.prompt_ids + [ids[t.desirable]]
+        t.completion_ids = t.completion_ids[: max_length - len(t.prompt_ids)]
+        if t.completion_ids:
+            out.append(t)
+    return out
+
+
 @dataclass
 class Prepared:
     train: list[TokenizedExample]
     eval: list[TokenizedExample]
     notes: list[str] = field(default_factory=list)
+    pairs: list[tuple] = field(default_factory=list)  # (chosen, rejected), for paired losses
+    eval_pairs: list[tuple] = field(default_factory=list)
+
+    def items(self, spec: LossSpec, held_out: bool = False) -> list:
+        """What the loss batches: pairs for paired losses, single examples otherwise."""
+        if spec.paired:
+            return self.eval_pairs if held_out else self.pairs
+        return self.eval if held_out else self.train
 
 
-def prepare_data(cfg: TrainConfig, tokenizer, examples: list[Example]) -> Prepared:
+def prepare_data(cfg: TrainConfig, tokenizer, examples: list[Example], spec: LossSpec | None = None) -> Prepared:
+    spec = spec or LOSSES[cfg.loss]
+    notes = []
+    if cfg.one_y_per_x:
+        before = len(examples)
+        examples = one_y_per_x(examples, cfg.seed)
+        notes.append(f"one y per x: kept {len(examples)} of {before} examples")
     train_ex, eval_ex = split_by_prompt(examples, cfg.eval_fraction, cfg.seed)
+    if cfg.keep_desirable < 1 or cfg.keep_undesirable < 1:  # training data only: the held-out set stays comparable
+        before = len(train_ex)
+        train_ex = subsample(train_ex, cfg.keep_desirable, cfg.keep_undesirable, cfg.seed)
+        notes.append(f"subsampled (desirable {cfg.keep_desirable:g}, undesirable {cfg.keep_undesirable:g}): "
+                     f"kept {len(train_ex)} of {before} training examples")
+    if spec.desirable_only:
+        train_ex, eval_ex = [e for e in train_ex if e.desirable], [e for e in eval_ex if e.desirable]
+        notes.append(f"--loss {cfg.loss} trains on desirable completions only: {len(train_ex)} examples")
     enc = Encoder(tokenizer)
     train = enc(train_ex, cfg.max_length, cfg.max_prompt_length)
     held = enc(eval_ex, cfg.max_length, cfg.max_prompt_length)
-    notes = [f"{k}: {v}" for k, v in enc.stats.items()]
+    notes += [f"{k}: {v}" for k, v in enc.stats.items()]
+    if spec.control_tokens:
+        add_control_vocab(tokenizer)
+        train, held = (add_control_tokens(x, tokenizer, cfg.max_length) for x in (train, held))
     if not train:
         raise DataError(f"{cfg.data}: every example was truncated away (max_length={cfg.max_length})")
+    pairs, eval_pairs = [], []
+    if spec.paired:
+        pairs, lone = make_pairs(train, train_ex)
+        eval_pairs, _ = make_pairs(held, eval_ex)
+        if not pairs:
+            raise DataError(f"{cfg.data or 'the data'}: --loss {cfg.loss} needs paired data (prompt/chosen/rejected, "
+                            f"HH chosen/rejected or LLMBar rows), but its {len(train)} training examples hold no "
+                            "(desirable, undesirable) pair of one prompt; use an unpaired loss (kto, apo-zero, bco, ppo, csft, sft)")
+        if lone:
+            notes.append(f"--loss {cfg.loss}: {lone} training example(s) without a partner skipped")
     for i, t in enumerate(train):  # positions in the training set (used by audits and metrics)
         t.index = i
-    return Prepared(train, held, notes)
+    return Prepared(train, held, notes, pairs, eval_pairs)
 
 
-# ----------------------------------------------------------------------------- one micro-step
-
-@dataclass
-class MicroStats:
-    """Sums over examples (reduced across processes by summing)."""
-
-    names = ("loss", "n", "n_d", "n_u", "reward_d", "reward_u", "logps_d", "logps_u", "z0", "z0_raw", "micro", "tokens")
-
-    values: torch.Tensor = None
-
-    def __post_init__(self):
-        if self.values is None:
-            self.values = torch.zeros(len(self.names), dtype=torch.float64)
-
-    def add(self, **kw):
-        for k, v in kw.items():
-            self.values[self.names.index(k)] += float(v)
-
-    def __getitem__(self, k):
-        return float(self.values[self.names.index(k)])
-
-
-class Z0:
-    """The reference point: the batch estimate (default), a running mean, or zero."""
-
-    def __init__(self, mode: str, decay: float):
-        self.mode, self.decay, self.ema = mode, decay, None
-
-    def __call__(self, sum_count: torch.Tensor) -> tuple[torch.Tensor, float]:
-        """sum_count: (2,) already summed over processes. Returns (z0 clamped, unclamped estimate)."""
-        if self.mode == "zero":
-            return torch.tensor(0.0), 0.0
-        raw = float(sum_count[0] / sum_count[1]) if sum_count[1] > 0 else 0.0
-        if self.mode == "ema":
-            self.ema = raw if self.ema is None else self.decay * self.ema + (1 - self.decay) * raw
-            raw = self.ema
-        return torch.tensor(max(0.0, raw)), raw  # clamp after the global mean
-
-
-def kto_micro_step(policy, ref: Reference, batch: Batch, cfg: TrainConfig, z0_fn: Z0, reduce, weights, grad: bool = True):
-    """Forward, log-probs and KTO loss for one micro-batch. Returns (mean loss, stats)."""
-    with torch.set_grad_enabled(grad):
-        logps, _ = model_logps(policy, batch.input_ids, batch.attention_mask, batch.completion_mask)
-    need_kl = z0_fn.mode != "zero"
-    with torch.no_grad():
-        if need_kl:
-            kl_logps, _ = model_logps(policy, batch.kl_input_ids, batch.kl_attention_mask, batch.kl_completion_mask)
-            both = ref.logps(torch.cat([batch.input_ids, batch.kl_input_ids]),
-                             torch.cat([batch.attention_mask, batch.kl_attention_mask]),
-                             torch.cat([batch.completion_mask, batch.kl_completion_mask]))
-            ref_logps, kl_ref = both[: len(logps)], both[len(logps):]
-            s, c = kto_z0(kl_logps, kl_ref)
-        else:
-            ref_logps = ref.logps(batch.input_ids, batch.attention_mask, batch.completion_mask)
-            s, c = torch.zeros(()), torch.zeros(())
-        sum_count = reduce(torch.stack([s, c]).to(logps.device).double()).cpu()
-    z0, raw = z0_fn(sum_count)
-    out = kto_loss(logps, ref_logps, batch.desirable, z0.to(logps.device), cfg.beta, *weights)
-    d = batch.desirable
-    stats = MicroStats()
-    stats.add(loss=out.losses.detach().sum(), n=len(d), n_d=d.sum(), n_u=(~d).sum(),
-              reward_d=out.rewards[d].sum(), reward_u=out.rewards[~d].sum(),
-              logps_d=logps.detach()[d].sum(), logps_u=logps.detach()[~d].sum(),
-              z0=z0, z0_raw=raw, micro=1, tokens=batch.num_tokens)
-    return out.losses.mean(), stats, out
-
+# ----------------------------------------------------------------------------- metrics
 
 def summarize(stats: MicroStats) -> dict:
     """Means per example (per class for rewards and log-probs); None where a class is absent."""
@@ -155,26 +183,62 @@ def summarize(stats: MicroStats) -> dict:
 
 # ----------------------------------------------------------------------------- evaluation
 
+def make_batch(spec: LossSpec, items: list, idx: list[int], cfg: TrainConfig, pad_id: int, kl_completions=None) -> Batch:
+    """Collate the items at `idx` the way the loss needs them (pairs, KL rows, or plain)."""
+    if spec.paired:
+        return collate_pairs([items[i] for i in idx], pad_id, cfg.max_length)
+    with_kl = spec.needs_kl and cfg.z0 != "zero"
+    return collate([items[i] for i in idx], pad_id, cfg.max_length, with_kl=with_kl, kl_completions=kl_completions)
+
+
+def micro_batches(spec: LossSpec, items: list, cfg: TrainConfig, pad_id: int, world: int = 1, rank: int = 0):
+    """This process's micro-batches, epoch after epoch: yields (epoch, Batch)."""
+    epoch = 0
+    while True:
+        batches = epoch_batches(len(items), cfg.batch_size, cfg.seed, epoch)
+        usable = len(batches) // world * world
+        for k in range(rank, usable, world):
+            kl = None
+            if spec.needs_kl and cfg.z0 != "zero" and len(batches[k]) == 1:
+                # z0 'ema' with a micro-batch of one: the mismatched completion is the previous
+                # micro-batch's (the epoch's last for the first), never the example's own.
+                kl = [items[batches[k - 1][-1]].completion_ids]
+            yield epoch, make_batch(spec, items, batches[k], cfg, pad_id, kl)
+        epoch += 1
+
+
 @torch.no_grad()
-def evaluate(policy, ref, examples: list[TokenizedExample], cfg: TrainConfig, pad_id: int, device, reduce, weights) -> dict | None:
-    """Held-out loss, z0 and reward accuracy (share of examples whose β(r − z0) has the
-    sign of their label; a tie counts as wrong)."""
-    if len(examples) < 2:
+def evaluate(policy, ref, examples: list, cfg: TrainConfig, pad_id: int, device, reduce, weights,
+             state: LossState | None = None) -> dict | None:
+    """Held-out loss, z0 and reward accuracy: for unpaired losses the share of examples
+    whose β·r − β·z0 has the sign of their label (a tie counts as wrong); for paired losses
+    the share of pairs whose chosen reward beats the rejected one; None without a reference
+    and without pairs (SFT, CSFT). `examples` holds pairs for paired losses."""
+    spec = state.spec if state else LOSSES[cfg.loss]
+    if len(examples) < (1 if spec.paired else 2):
         return None
     was_training = policy.training
     policy.eval()
-    stats, correct = MicroStats(), 0
-    z0_fn = Z0("zero" if cfg.z0 == "zero" else "batch", cfg.z0_ema_decay)
-    for idx in epoch_batches(len(examples), cfg.batch_size, cfg.seed, 0, shuffle=False):
-        batch = collate([examples[i] for i in idx], pad_id, cfg.max_length).to(device)
-        _, s, out = kto_micro_step(policy, ref, batch, cfg, z0_fn, lambda t: t, weights, grad=False)
+    st = LossState(spec, Z0("zero" if cfg.z0 == "zero" else "batch", cfg.z0_ema_decay), weights,
+                   **({"delta": state.delta, "value_head": state.value_head} if state else {}))
+    stats, correct, judged = MicroStats(), 0, 0
+    batch_size = max(2, cfg.batch_size) if spec.needs_kl else cfg.batch_size
+    for idx in epoch_batches(len(examples), batch_size, cfg.seed, 0, shuffle=False):
+        batch = make_batch(spec, examples, idx, cfg, pad_id).to(device)
+        _, s, out = micro_step(policy, ref, batch, cfg, st, lambda t: t, grad=False)
         stats.values += s.values
-        margin = out.rewards - cfg.beta * float(s["z0"])
-        sign = torch.where(batch.desirable, 1.0, -1.0)
-        correct += int((margin * sign > 0).sum())
+        if spec.paired:
+            p = len(out.losses)
+            correct += int((out.rewards[:p] > out.rewards[p:]).sum())
+            judged += p
+        elif spec.needs_ref:
+            margin = out.rewards - cfg.beta * float(s["z0"])
+            sign = torch.where(batch.desirable, 1.0, -1.0)
+            correct += int((margin * sign > 0).sum())
+            judged += len(margin)
     policy.train(was_training)
     result = summarize(stats)
-    result["reward_accuracy"] = correct / int(stats["n"])
+    result["reward_accuracy"] = correct / judged if judged else None
     result["examples"] = int(stats["n"])
     return result
 
@@ -210,16 +274,22 @@ def publish(tmp: Path, out: Path) -> None:
 
 # ----------------------------------------------------------------------------- the loop
 
-def build_policy(cfg: TrainConfig):
+def build_policy(cfg: TrainConfig, spec: LossSpec | None = None):
+    """Policy, reference (None for losses that need none: none is loaded) and tokenizer."""
     from .models import load_model
 
+    spec = spec or LOSSES[cfg.loss]
     policy, tok = load_model(cfg.model, seed=cfg.seed)
+    if spec.control_tokens and add_control_vocab(tok):  # CSFT: <|good|>/<|bad|> get embeddings of their own
+        policy.resize_token_embeddings(len(tok))
     if cfg.lora_r > 0:
         from peft import LoraConfig, get_peft_model
 
         policy = get_peft_model(policy, LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=0.0,
                                                    target_modules="all-linear", task_type="CAUSAL_LM"))
-        ref = Reference(policy=policy)
+        ref = Reference(policy=policy) if spec.needs_ref else None
+    elif not spec.needs_ref:
+        ref = None
     elif cfg.ref_model:
         ref = Reference(model=load_model(cfg.ref_model, seed=cfg.seed)[0])
     else:
@@ -240,7 +310,8 @@ def train(cfg: TrainConfig, examples: list[Example] | None = None) -> Path:
         say(f"read {report.rows} rows ({report.schema}) from {cfg.data}: {len(examples)} examples")
         for line in report.lines():
             say(line)
-    if cfg.loss == "kto" and cfg.z0 == "batch" and len(examples) < 2:
+    spec = LOSSES[cfg.loss]
+    if spec.needs_kl and cfg.z0 == "batch" and len(examples) < 2:
         raise DataError(f"{cfg.data}: {len(examples)} example(s): too few for one micro-batch (need at least 2)")
 
     use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and torch.cuda.is_available() and torch.cuda.is_bf16_supported())
@@ -249,58 +320,56 @@ def train(cfg: TrainConfig, examples: list[Example] | None = None) -> Path:
     from .models import load_tokenizer
 
     tok = load_tokenizer(cfg.model)  # the data checks need the tokenizer only: bad data fails before any model loads
-    data = prepare_data(cfg, tok, examples)
+    data = prepare_data(cfg, tok, examples, spec)
     for note in data.notes:
         say(note)
     n_d = sum(t.desirable for t in data.train)
     n_u = len(data.train) - n_d
     weights = auto_weights(n_d, n_u) if cfg.weights == "auto" else (cfg.desirable_weight, cfg.undesirable_weight)
-    advice = band_advice(*weights, n_d, n_u)
+    advice = band_advice(*weights, n_d, n_u) if "desirable_weight" in spec.hparams else None  # only losses with λ_D, λ_U
     if advice:
         warnings.warn(advice, stacklevel=1)
         say(f"warning: {advice}")
     say(f"train: {len(data.train)} examples ({n_d} desirable, {n_u} undesirable), held out: {len(data.eval)}; "
-        f"λ_D={weights[0]:.4g} λ_U={weights[1]:.4g}")
+        f"λ_D={weights[0]:.4g} λ_U={weights[1]:.4g}" + (f"; {len(data.pairs)} training pairs" if spec.paired else ""))
+    items = data.items(spec)
 
     world, rank = acc.num_processes, acc.process_index
-    per_epoch = len(epoch_batches(len(data.train), cfg.batch_size, cfg.seed, 0)) // world // cfg.grad_accum
+    per_epoch = len(epoch_batches(len(items), cfg.batch_size, cfg.seed, 0)) // world // cfg.grad_accum
     if per_epoch == 0:
-        raise DataError(f"{cfg.data}: {len(data.train)} training examples are too few for one optimiser step "
+        raise DataError(f"{cfg.data}: {len(items)} training {'pairs' if spec.paired else 'examples'} are too few for one optimiser step "
                         f"(batch {cfg.batch_size} × accumulation {cfg.grad_accum} × {world} process(es))")
     total = cfg.max_steps or max(1, math.ceil(cfg.epochs * per_epoch))
-    policy, ref, _ = build_policy(cfg)
+    policy, ref, _ = build_policy(cfg, spec)
+    head = ValueHead(policy.config.hidden_size) if spec.value_head else None  # PPO's critic, saved as value_head.pt
 
-    params = [p for p in policy.parameters() if p.requires_grad]
+    params = [p for p in policy.parameters() if p.requires_grad] + (list(head.parameters()) if head else [])
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = get_scheduler("cosine" if cfg.scheduler == "cosine" else "constant_with_warmup", opt,
                           num_warmup_steps=math.ceil(cfg.warmup_ratio * total), num_training_steps=total)
     policy, opt = acc.prepare(policy, opt)
-    if ref.model is not None:
+    if head is not None:
+        head = acc.prepare(head)
+    if ref is None:
+        pass  # this loss needs no reference: none was loaded
+    elif ref.model is not None:
         ref.model.to(acc.device)
     else:
         ref.policy = acc.unwrap_model(policy)
+    state = LossState(spec, Z0(cfg.z0, cfg.z0_ema_decay), weights, value_head=head)
 
     def reduce(t):
         return acc.reduce(t, "sum") if world > 1 else t
-
-    def micro_batches():
-        epoch = 0
-        while True:
-            batches = epoch_batches(len(data.train), cfg.batch_size, cfg.seed, epoch)
-            usable = len(batches) // world * world
-            for idx in batches[rank:usable:world]:
-                yield epoch, collate([data.train[i] for i in idx], tok.pad_token_id, cfg.max_length)
-            epoch += 1
 
     tmp = staging_dir(out) if acc.is_main_process else None
     try:
         if tmp:
             cfg.save(tmp / "config.yaml")
-        evals = {"start": evaluate(policy, ref, data.eval, cfg, tok.pad_token_id, acc.device, reduce, weights)}
-        z0_fn = Z0(cfg.z0, cfg.z0_ema_decay)
-        stream = micro_batches()
+        held_out = data.items(spec, held_out=True)
+        evals = {"start": evaluate(policy, ref, held_out, cfg, tok.pad_token_id, acc.device, reduce, weights, state)}
+        stream = micro_batches(spec, items, cfg, tok.pad_token_id, world, rank)
         metrics_file = open(tmp / "metrics.jsonl", "w") if tmp else None
-        bar = tqdm(total=total, desc="kto train", disable=not (cfg.progress and acc.is_main_process), unit="step")
+        bar = tqdm(total=total, desc=f"{cfg.loss} train", disable=not (cfg.progress and acc.is_main_process), unit="step")
         policy.train()
         for step in range(1, total + 1):
             t0 = time.perf_counter()
@@ -310,7 +379,7 @@ def train(cfg: TrainConfig, examples: list[Example] | None = None) -> Path:
                 batch = batch.to(acc.device)
                 sync = acc.no_sync(policy) if k < cfg.grad_accum - 1 and world > 1 else _null()
                 with sync:
-                    loss, s, _ = kto_micro_step(policy, ref, batch, cfg, z0_fn, reduce, weights)
+                    loss, s, _ = micro_step(policy, ref, batch, cfg, state, reduce)
                     acc.backward(loss / cfg.grad_accum)  # mean of micro-batch means: 8×1 = 4×2
                 stats.values += s.values
             grad_norm = acc.clip_grad_norm_(params, cfg.max_grad_norm) if cfg.max_grad_norm > 0 else _grad_norm(params)
@@ -332,7 +401,7 @@ def train(cfg: TrainConfig, examples: list[Example] | None = None) -> Path:
         bar.close()
         if metrics_file:
             metrics_file.close()
-        evals["end"] = evaluate(policy, ref, data.eval, cfg, tok.pad_token_id, acc.device, reduce, weights)
+        evals["end"] = evaluate(policy, ref, held_out, cfg, tok.pad_token_id, acc.device, reduce, weights, state)
         acc.wait_for_everyone()
         if tmp:
             (tmp / "eval.json").write_text(json.dumps(evals, indent=2))
@@ -341,6 +410,8 @@ def train(cfg: TrainConfig, examples: list[Example] | None = None) -> Path:
                 model = model.merge_and_unload()
             model.save_pretrained(tmp / "model")
             tok.save_pretrained(tmp / "model")
+            if head is not None:  # not part of the causal LM; kept for inspection or further PPO
+                torch.save(acc.unwrap_model(head).state_dict(), tmp / "value_head.pt")
             from .report import write_report
 
             write_report(tmp)
@@ -352,7 +423,8 @@ def train(cfg: TrainConfig, examples: list[Example] | None = None) -> Path:
     if acc.is_main_process:
         for when, e in evals.items():
             if e:
-                say(f"eval {when}: loss {e['loss']:.4f}, z0 {e['z0']:.4g}, reward accuracy {e['reward_accuracy']:.3f}")
+                acc_text = "–" if e["reward_accuracy"] is None else f"{e['reward_accuracy']:.3f}"
+                say(f"eval {when}: loss {e['loss']:.4f}, z0 {e['z0']:.4g}, reward accuracy {acc_text}")
         say(f"wrote {out}")
     return out
 

@@ -55,13 +55,18 @@ def _pad(rows: list[tuple[list[int], list[int]]], pad_id: int, length: int):
     return ids, attn, comp
 
 
-def collate(examples: list[TokenizedExample], pad_id: int, max_length: int, with_kl: bool = True) -> Batch:
+def collate(examples: list[TokenizedExample], pad_id: int, max_length: int, with_kl: bool = True,
+            kl_completions: list[list[int]] | None = None) -> Batch:
+    """Pad a micro-batch. The KL rows pair prompt i with completion (i+1) mod m, or, when
+    `kl_completions` is given (a micro-batch of one with z0 'ema'), with those completions:
+    the caller guarantees they are not the examples' own."""
     main = [(e.prompt_ids, e.completion_ids) for e in examples]
     if with_kl:
-        partner = mismatched_partner(len(examples))
+        if kl_completions is None:
+            partner = mismatched_partner(len(examples))
+            kl_completions = [examples[partner[i]].completion_ids for i in range(len(examples))]
         kl = []
-        for i, e in enumerate(examples):
-            c = examples[partner[i]].completion_ids
+        for e, c in zip(examples, kl_completions, strict=True):
             kl.append((e.prompt_ids, c[: max_length - len(e.prompt_ids)]))
     else:
         kl = []
@@ -73,6 +78,15 @@ def collate(examples: list[TokenizedExample], pad_id: int, max_length: int, with
         kl_ids, kl_attn, kl_comp = ids[:0], attn[:0], comp[:0]
     return Batch(ids, attn, comp, torch.tensor([e.desirable for e in examples]), kl_ids, kl_attn, kl_comp,
                  torch.tensor([e.index for e in examples]))
+
+
+def collate_pairs(pairs: list[tuple[TokenizedExample, TokenizedExample]], pad_id: int, max_length: int) -> Batch:
+    """A paired micro-batch of P (chosen, rejected) pairs of one prompt each: rows 0..P−1 are
+    the chosen completions, rows P..2P−1 the rejected ones in the same order. No KL rows."""
+    for c, r in pairs:
+        if not c.desirable or r.desirable:
+            raise KTOError(f"{c.where}: a pair must hold one desirable and one undesirable completion")
+    return collate([c for c, _ in pairs] + [r for _, r in pairs], pad_id, max_length, with_kl=False)
 
 
 def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, shuffle: bool = True) -> list[list[int]]:

@@ -8,10 +8,14 @@ import io
 import json
 import os
 import zlib
-from typing import Iterator
+from typing import Callable, Iterator, Optional
 
 from ..errors import DataError
 from .records import Row
+
+# Called with a DataError for a bad line when the caller wants every problem listed
+# (`kto data validate`); without it the first bad line raises.
+OnError = Optional[Callable[[DataError], None]]
 
 LOCAL_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".json.gz", ".parquet", ".csv", ".csv.gz")
 
@@ -23,47 +27,78 @@ def _suffix(path: str) -> str:
     return ""
 
 
-def _read_bytes(path: str) -> bytes:
+def _report(err: DataError, on_error: OnError) -> None:
+    if on_error is None:
+        raise err
+    on_error(err)
+
+
+def _gunzip(path: str, raw: bytes, on_error: OnError) -> bytes:
+    """Decompress; a truncated file names the line where the readable data ends and, when
+    the caller lists problems instead of stopping, keeps the complete lines before it."""
+    try:
+        return gzip.decompress(raw)
+    except (OSError, EOFError, zlib.error) as e:
+        reason = str(e) or type(e).__name__
+    if not raw.startswith(b"\x1f\x8b"):
+        raise DataError(f"{path}: unreadable gzip file: not gzip data (re-compress it, or drop the .gz suffix)")
+    try:
+        part = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(raw)
+    except zlib.error:
+        part = b""
+    complete = part.count(b"\n")
+    if complete == 0:
+        raise DataError(f"{path}: unreadable or truncated gzip file ({reason}); no complete line can be read")
+    _report(DataError(f"{path}:{complete + 1}: truncated gzip file: the data ends inside this line ({reason}); "
+                      f"{complete} complete line(s) before it"), on_error)
+    return part[: part.rindex(b"\n") + 1]
+
+
+def _read_bytes(path: str, on_error: OnError = None) -> bytes:
     try:
         with open(path, "rb") as f:
             raw = f.read()
     except OSError as e:
         raise DataError(f"{path}: cannot read: {e.strerror}") from None
     if path.lower().endswith(".gz"):
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error) as e:
-            raise DataError(f"{path}: unreadable or truncated gzip file ({e})") from None
+        raw = _gunzip(path, raw, on_error)
     return raw
 
 
-def _decode_lines(path: str, raw: bytes) -> list[str]:
+def _decode_lines(path: str, raw: bytes, on_error: OnError = None) -> list[str]:
+    """UTF-8 lines; a byte-order mark and CRLF endings are accepted. A line that is not
+    UTF-8 is reported (and kept as an empty line so that later line numbers stay right)."""
     if raw.startswith(b"\xef\xbb\xbf"):
         raw = raw[3:]
+    elif raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise DataError(f"{path}: the file is UTF-16 (byte-order mark); re-save it as UTF-8")
     lines = raw.split(b"\n")
     out = []
     for i, line in enumerate(lines, start=1):
         try:
             out.append(line.decode("utf-8").rstrip("\r"))
         except UnicodeDecodeError as e:
-            raise DataError(f"{path}:{i}: not valid UTF-8 (byte {e.start + 1} of the line); re-save the file as UTF-8") from None
+            _report(DataError(f"{path}:{i}: not valid UTF-8 (byte {e.start + 1} of the line); re-save the file as UTF-8"), on_error)
+            out.append("")
     return out
 
 
-def _jsonl(path: str, raw: bytes) -> Iterator[Row]:
-    for i, line in enumerate(_decode_lines(path, raw), start=1):
+def _jsonl(path: str, raw: bytes, on_error: OnError = None) -> Iterator[Row]:
+    for i, line in enumerate(_decode_lines(path, raw, on_error), start=1):
         if not line.strip():
             continue
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as e:
-            raise DataError(f"{path}:{i}: invalid JSON ({e.msg} at column {e.colno})") from None
+            _report(DataError(f"{path}:{i}: invalid JSON ({e.msg} at column {e.colno})"), on_error)
+            continue
         if not isinstance(obj, dict):
-            raise DataError(f"{path}:{i}: expected a JSON object, got {type(obj).__name__}")
+            _report(DataError(f"{path}:{i}: expected a JSON object, got {type(obj).__name__}"), on_error)
+            continue
         yield Row(f"{path}:{i}", obj)
 
 
-def _json(path: str, raw: bytes) -> Iterator[Row]:
+def _json(path: str, raw: bytes, on_error: OnError = None) -> Iterator[Row]:
     text = "\n".join(_decode_lines(path, raw))
     try:
         obj = json.loads(text)
@@ -82,23 +117,26 @@ def _json(path: str, raw: bytes) -> Iterator[Row]:
         raise DataError(f"{path}: expected a JSON list of objects, got {type(obj).__name__}")
     for i, item in enumerate(obj, start=1):
         if not isinstance(item, dict):
-            raise DataError(f"{path}: row {i}: expected a JSON object, got {type(item).__name__}")
+            _report(DataError(f"{path}: row {i}: expected a JSON object, got {type(item).__name__}"), on_error)
+            continue
         yield Row(f"{path}: row {i}", item)
 
 
-def _csv(path: str, raw: bytes) -> Iterator[Row]:
-    text = "\n".join(_decode_lines(path, raw))
+def _csv(path: str, raw: bytes, on_error: OnError = None) -> Iterator[Row]:
+    text = "\n".join(_decode_lines(path, raw, on_error))
     reader = csv.reader(io.StringIO(text))
     header = None
+    end = 0  # the line where the previous record ended; a quoted field may span lines
     for fields in reader:
-        line = reader.line_num
+        line, end = end + 1, reader.line_num
         if header is None:
             header = fields
             continue
         if not fields or all(not f.strip() for f in fields):
             continue
         if len(fields) != len(header):
-            raise DataError(f"{path}:{line}: ragged CSV row: {len(fields)} fields, the header has {len(header)}")
+            _report(DataError(f"{path}:{line}: ragged CSV row: {len(fields)} fields, the header has {len(header)}"), on_error)
+            continue
         yield Row(f"{path}:{line}", dict(zip(header, fields)))
 
 
@@ -129,8 +167,12 @@ def is_local(path: str) -> bool:
     return os.path.exists(path) or bool(_suffix(path)) or path.startswith((".", "/", "~"))
 
 
-def read_rows(path: str, split: str = "train") -> Iterator[Row]:
-    """Yield raw rows. `path` is a local file or a Hub dataset name ("org/name[:subset]")."""
+def read_rows(path: str, split: str = "train", on_error: OnError = None) -> Iterator[Row]:
+    """Yield raw rows. `path` is a local file or a Hub dataset name ("org/name[:subset]").
+
+    A bad line raises DataError, unless `on_error` is given: then it receives the error
+    and reading goes on with the next line (problems that spoil the whole file still raise).
+    """
     path = os.path.expanduser(path)
     if not os.path.exists(path):
         if is_local(path):
@@ -145,10 +187,10 @@ def read_rows(path: str, split: str = "train") -> Iterator[Row]:
         return
     if not suffix:
         raise DataError(f"{path}: unknown file type; expected one of {', '.join(LOCAL_SUFFIXES)}")
-    raw = _read_bytes(path)
+    raw = _read_bytes(path, on_error)
     if suffix.startswith(".jsonl"):
-        yield from _jsonl(path, raw)
+        yield from _jsonl(path, raw, on_error)
     elif suffix.startswith(".json"):
-        yield from _json(path, raw)
+        yield from _json(path, raw, on_error)
     else:
-        yield from _csv(path, raw)
+        yield from _csv(path, raw, on_error)

@@ -5,6 +5,8 @@ Schemas (detected from the first row, after column renaming):
   paired        prompt, chosen, rejected            -> (chosen, D) and (rejected, U)
   hh            chosen, rejected (full dialogues)    -> prompt = shared text up to the last "\n\nAssistant:"
   llmbar        input, output_1, output_2, label (1|2)
+  binary_feedback    prompt, output, label (0|1)          the HALOs repo's binary-feedback JSON
+  pairwise_feedback  prompt, output_A, output_B, label    label 1: A is better, 0: B is better
   oasst_tree    OpenAssistant trees: a reply with more +1 than -1 votes is desirable,
                 more -1 undesirable, ties dropped; prompt = the path as chat messages.
 prompt/completion may be text or lists of {role, content} messages.
@@ -23,6 +25,8 @@ SCHEMAS = {
     "paired": ("prompt", "chosen", "rejected"),
     "hh": ("chosen", "rejected"),
     "llmbar": ("input", "output_1", "output_2", "label"),
+    "binary_feedback": ("prompt", "output", "label"),
+    "pairwise_feedback": ("prompt", "output_A", "output_B", "label"),
     "oasst_tree": ("message_tree_id", "prompt"),
 }
 _TRUE = {"true", "1"}  # "1"/"0": CSV cells are strings
@@ -47,7 +51,7 @@ def detect_schema(columns: Iterable[str], where: str) -> str:
     cols = set(columns)
     if "message_tree_id" in cols:
         return "oasst_tree"
-    for name in ("unpaired", "paired", "llmbar", "hh"):
+    for name in ("unpaired", "paired", "pairwise_feedback", "binary_feedback", "llmbar", "hh"):
         if set(SCHEMAS[name]) <= cols:
             return name
     wanted = "; ".join(f"{k}: {', '.join(v)}" for k, v in SCHEMAS.items() if k != "oasst_tree")
@@ -89,6 +93,14 @@ def _text(row: dict, key: str, where: str, *, completion: bool):
     return value
 
 
+def split_chat(messages: list[dict]) -> tuple[list[dict], list[dict]] | None:
+    """Messages before the last assistant turn, and that turn (TRL's implicit prompt)."""
+    last = max((i for i, m in enumerate(messages) if m["role"] == "assistant"), default=None)
+    if last is None:
+        return None
+    return messages[:last], messages[last:]
+
+
 def split_hh(text: str) -> tuple[str, str] | None:
     """Prompt up to and including the last "\n\nAssistant:", and what follows."""
     i = text.rfind(HH_MARK)
@@ -111,12 +123,13 @@ def _oasst(row: Row, report: LoadReport) -> Iterator[Example]:
         if role == "assistant":
             votes = msg.get("emojis") or {}
             up, down = int(votes.get("+1", 0)), int(votes.get("-1", 0))
+            where = f"{row.where} (reply {str(msg['message_id'])[:8]})" if msg.get("message_id") else row.where
             if up == down:
-                report.drop("OpenAssistant reply with tied or no votes", row.where)
+                report.drop("OpenAssistant reply with tied or no votes", where)
             elif not text.strip():
-                report.drop("empty OpenAssistant reply", row.where)
+                report.drop("empty OpenAssistant reply", where)
             else:
-                yield Example(list(path), [{"role": "assistant", "content": text}], up > down, row.where)
+                yield Example(list(path), [{"role": "assistant", "content": text}], up > down, where)
         here = path + [{"role": role, "content": text}]
         for reply in msg.get("replies") or []:
             yield from walk(reply, here)
@@ -124,56 +137,113 @@ def _oasst(row: Row, report: LoadReport) -> Iterator[Example]:
     yield from walk(root, [])
 
 
-def rows_to_examples(rows: Iterable[Row], columns: dict[str, str] | None = None, report: LoadReport | None = None) -> Iterator[Example]:
-    """Validate each row and yield unpaired examples. `columns` maps our name -> the file's name."""
+def _label(data: dict, where: str) -> bool:
+    if "label" not in data:
+        raise DataError(f"{where}: missing column 'label'")
+    return parse_label(data["label"], where)
+
+
+def _pair_label(data: dict, where: str, allowed: tuple, what: str) -> Any:
+    label = data.get("label")
+    if "label" not in data:
+        raise DataError(f"{where}: missing column 'label'")
+    if isinstance(label, bool) or label not in allowed:
+        raise DataError(f"{where}: label {'null' if label is None else repr(label)} must be {what}")
+    return label
+
+
+def _split_pair(chosen, rejected, where: str):
+    """HH-style rows: the shared prompt and the two replies (text or chat messages)."""
+    if isinstance(chosen, list) != isinstance(rejected, list):
+        raise DataError(f"{where}: chosen and rejected must both be text or both be chat messages")
+    split = split_chat if isinstance(chosen, list) else split_hh
+    a, b = split(chosen), split(rejected)
+    if a is None or b is None:
+        side = "chosen" if a is None else "rejected"
+        turn = "assistant message" if isinstance(chosen, list) else "'\\n\\nAssistant:' turn"
+        raise DataError(f"{where}: no {turn} in {side}")
+    return a, b
+
+
+def _blank(value) -> bool:
+    text = "".join(m["content"] for m in value) if isinstance(value, list) else value
+    return not text.strip()
+
+
+class PairProblem(DataError):
+    """A paired row that training drops with a warning and `kto data validate` reports."""
+
+
+def _row_examples(data: dict, where: str, schema: str, report: LoadReport, strict: bool, pair: int) -> list[Example]:
+    """The examples of one validated row (two for a paired row)."""
+    if schema == "oasst_tree":
+        return list(_oasst(Row(where, data), report))
+    if schema in ("unpaired", "binary_feedback"):
+        key = "completion" if schema == "unpaired" else "output"
+        return [Example(_text(data, "prompt", where, completion=False), _text(data, key, where, completion=True),
+                        _label(data, where), where)]
+    if schema == "paired":
+        prompt = _text(data, "prompt", where, completion=False)
+        chosen = _text(data, "chosen", where, completion=True)
+        rejected = _text(data, "rejected", where, completion=True)
+    elif schema == "llmbar":
+        prompt = _text(data, "input", where, completion=False)
+        better = int(_pair_label(data, where, (1, 2, "1", "2"), "1 or 2 (the better output)"))
+        chosen = _text(data, f"output_{better}", where, completion=True)
+        rejected = _text(data, f"output_{3 - better}", where, completion=True)
+    elif schema == "pairwise_feedback":
+        prompt = _text(data, "prompt", where, completion=False)
+        a_better = int(_pair_label(data, where, (0, 1, "0", "1"), "1 (output_A is better) or 0 (output_B is better)")) == 1
+        out_a = _text(data, "output_A", where, completion=True)
+        out_b = _text(data, "output_B", where, completion=True)
+        chosen, rejected = (out_a, out_b) if a_better else (out_b, out_a)
+    else:  # hh: the prompt is the shared text before the last assistant turn
+        (prompt, chosen), (other, rejected) = _split_pair(_text(data, "chosen", where, completion=True),
+                                                          _text(data, "rejected", where, completion=True), where)
+        problem = None
+        if prompt != other:
+            problem = "paired row whose chosen and rejected prompts differ", "HH pair whose chosen and rejected prompts differ"
+        else:
+            empty = [k for k, c in (("chosen", chosen), ("rejected", rejected)) if _blank(c)]
+            if empty:
+                problem = f"the {empty[0]} reply is empty", f"HH pair with an empty {empty[0]} reply"
+        if problem:
+            if strict:
+                raise PairProblem(f"{where}: {problem[0]} (kto train drops such pairs with a warning)")
+            report.drop(problem[1], where)
+            return []
+    return [Example(prompt, chosen, True, where, pair), Example(prompt, rejected, False, where, pair)]
+
+
+def rows_to_examples(rows: Iterable[Row], columns: dict[str, str] | None = None, report: LoadReport | None = None,
+                     *, on_error=None, strict: bool = False) -> Iterator[Example]:
+    """Validate each row and yield unpaired examples. `columns` maps our name -> the file's name.
+
+    By default the first bad row raises DataError, and HH pairs whose prompts differ (or
+    whose reply is empty) are dropped and counted in `report` (training's lenient choice).
+    `strict=True` makes those pairs errors too; `on_error` (a callable taking the
+    DataError) collects every bad row and goes on, as `kto data validate` does. A file
+    whose first row matches no schema still raises: every row would fail the same way.
+    """
     report = report if report is not None else LoadReport()
     rename = {v: k for k, v in (columns or {}).items()}
     schema = None
     pair = 0
     for row in rows:
         data = {rename.get(k, k): v for k, v in row.data.items()} if rename else row.data
-        where = row.where
         report.rows += 1
         if schema is None:
-            schema = report.schema = detect_schema(data.keys(), where)
-        if schema == "oasst_tree":
-            yield from _oasst(Row(where, data), report)
-        elif schema == "unpaired":
-            yield Example(_text(data, "prompt", where, completion=False), _text(data, "completion", where, completion=True),
-                          parse_label(data.get("label"), where), where)
-        elif schema in ("paired", "llmbar"):
-            if schema == "paired":
-                prompt, chosen, rejected = (data.get(k) for k in ("prompt", "chosen", "rejected"))
-                prompt = _text(data, "prompt", where, completion=False)
-                chosen = _text(data, "chosen", where, completion=True)
-                rejected = _text(data, "rejected", where, completion=True)
-            else:
-                prompt = _text(data, "input", where, completion=False)
-                label = data.get("label")
-                if label not in (1, 2, "1", "2"):
-                    raise DataError(f"{where}: label {label!r} must be 1 or 2 (the better output)")
-                better = int(label)
-                chosen = _text(data, f"output_{better}", where, completion=True)
-                rejected = _text(data, f"output_{3 - better}", where, completion=True)
+            schema = report.schema = detect_schema(data.keys(), row.where)
+        try:
+            examples = _row_examples(data, row.where, schema, report, strict, pair + 1)
+        except DataError as e:
+            if on_error is None:
+                raise
+            on_error(e)
+            continue
+        if examples and examples[0].pair_id is not None:
             pair += 1
-            yield Example(prompt, chosen, True, where, pair)
-            yield Example(prompt, rejected, False, where, pair)
-        else:  # hh
-            chosen = _text(data, "chosen", where, completion=True)
-            rejected = _text(data, "rejected", where, completion=True)
-            a, b = split_hh(chosen), split_hh(rejected)
-            if a is None or b is None:
-                raise DataError(f"{where}: no '\\n\\nAssistant:' turn in {'chosen' if a is None else 'rejected'}")
-            if a[0] != b[0]:
-                report.drop("HH pair whose chosen and rejected prompts differ", where)
-                continue
-            empty = [k for k, s in (("chosen", a), ("rejected", b)) if not s[1].strip()]
-            if empty:
-                report.drop(f"HH pair with an empty {empty[0]} reply", where)
-                continue
-            pair += 1
-            yield Example(a[0], a[1], True, where, pair)
-            yield Example(b[0], b[1], False, where, pair)
+        yield from examples
 
 
 def load_examples(path: str, columns: dict[str, str] | None = None, split: str = "train") -> tuple[list[Example], LoadReport]:

@@ -1,0 +1,51 @@
+"""Batched generation for the demo: chat-rendered prompts, left padding, greedy or
+sampled, stopping at EOS. Returns decoded completion text only."""
+from __future__ import annotations
+
+import torch
+
+
+def render_prompts(tokenizer, prompts: list[str]) -> list[str]:
+    """Each prompt as one user turn, rendered with the chat template up to the
+    assistant's turn (the same rendering kto.data.tokenize uses for training)."""
+    return [tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
+            for p in prompts]
+
+
+@torch.no_grad()
+def generate(model, tokenizer, prompts: list[str], max_new_tokens: int, batch_size: int = 64,
+             num_samples: int = 1, temperature: float = 0.0, seed: int = 0) -> list[list[str]]:
+    """Completions for each prompt: `num_samples` of them (greedy when temperature is 0).
+
+    Returns a list (one entry per prompt) of lists of `num_samples` strings.
+    Left padding keeps every prompt's last token next to the first generated one; the
+    attention mask tells the model where each row really starts.
+    """
+    if temperature <= 0 and num_samples != 1:
+        raise ValueError("greedy decoding gives one completion per prompt; set temperature > 0 to sample")
+    texts = render_prompts(tokenizer, prompts)
+    old_side = tokenizer.padding_side
+    tokenizer.padding_side = "left"
+    was_training = model.training
+    model.eval()
+    # The chat template already starts with its own special tokens; add none.
+    rows = [t for t in texts for _ in range(num_samples)]
+    gen = torch.Generator().manual_seed(seed)
+    out: list[str] = []
+    try:
+        for i in range(0, len(rows), batch_size):
+            enc = tokenizer(rows[i: i + batch_size], return_tensors="pt", padding=True, add_special_tokens=False)
+            enc = {k: v.to(model.device) for k, v in enc.items()}
+            kwargs = dict(do_sample=False)
+            if temperature > 0:
+                # Seed per chunk so a run is reproducible whatever else used the global RNG.
+                torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=gen)))
+                kwargs = dict(do_sample=True, temperature=temperature, top_p=1.0, top_k=0)
+            ids = model.generate(**enc, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
+                                 eos_token_id=tokenizer.eos_token_id, **kwargs)
+            new = ids[:, enc["input_ids"].shape[1]:]
+            out += tokenizer.batch_decode(new, skip_special_tokens=True)
+    finally:
+        tokenizer.padding_side = old_side
+        model.train(was_training)
+    return [out[j * num_samples:(j + 1) * num_samples] for j in range(len(prompts))]
