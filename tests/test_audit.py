@@ -64,3 +64,25 @@ def test_audit_cli_prints_and_writes_the_ranking(run, tmp_path, capsys):
 def test_audit_needs_a_run_folder(tmp_path, capsys):
     assert main(["data", "audit", str(tmp_path)]) == 2
     assert "not a run folder" in capsys.readouterr().err
+
+
+def test_audit_refuses_an_existing_output_before_scoring(tmp_path, capsys):
+    table = tmp_path / "audit.jsonl"
+    table.write_text("keep\n")
+    assert main(["data", "audit", str(tmp_path), "--output", str(table)]) == 2  # before "not a run folder"
+    assert "output file exists" in capsys.readouterr().err and table.read_text() == "keep\n"
+
+
+def test_training_split_matches_what_training_used():
+    """The audit marks the examples training held out or never saw (one-y-per-x here)."""
+    from kto.data.audit import training_split
+    from kto.data.records import Example
+    from kto.train import one_y_per_x, split_by_prompt
+
+    examples = [Example(f"Q{i // 2}", f" a{i}", i % 2 == 0, f"f:{i + 1}") for i in range(40)]
+    cfg = TrainConfig(data="f", output="o", one_y_per_x=True, eval_fraction=0.1, seed=3)
+    held, trained = training_split(cfg, examples)
+    expected_train, expected_held = split_by_prompt(one_y_per_x(examples, 3), 0.1, 3)
+    assert trained == {id(e) for e in expected_train} and len(trained) == 18
+    assert len(held) == 4 and not held & trained  # both completions of the 2 held-out prompts
+    assert {e.prompt for e in examples if id(e) in held} == {e.prompt for e in expected_held}

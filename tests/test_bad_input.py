@@ -215,13 +215,11 @@ def test_too_few_examples_for_one_optimiser_step(tmp_path, capsys):
 
 
 def test_nothing_left_to_train_on(tmp_path, capsys):
-    """With the built-in Encoder truncation never empties a completion (the prompt is cut
-    to max_prompt_length < max_length first), so the 'every example was truncated away'
-    check fires only when nothing is left for training: here one prompt, held out."""
+    """One prompt, and the held-out split takes at least one prompt: nothing to train on."""
     path = jsonl(tmp_path / "d.jsonl", [GOOD, BAD])
     expect(path, capsys, str(path), "every example is held out for evaluation")
     rc, out, err = train(path, capsys, tmp_path, "--max-length", "4", "--max-prompt-length", "2")
-    assert rc == 2 and f"kto: error: {path}: every example" in err
+    assert rc == 2 and f"kto: error: {path}: no training examples left (2 held out for evaluation)" in err
 
 
 def test_truncation_keeps_a_completion_token(tmp_path, capsys):
@@ -271,3 +269,113 @@ def test_csv_bom_crlf_and_multiline_field_keep_editor_line_numbers(tmp_path):
     examples, _ = load_examples(str(path))
     assert [e.where for e in examples] == [f"{path}:2", f"{path}:4"]
     assert examples[0].prompt == "two\nlines"
+
+
+# ------------------------------------------------------------------ the same problems through `kto train`
+
+def _gz_truncated(path):
+    body = "".join(json.dumps({"prompt": f"Q{i}", "completion": f" reply number {i} " * 20, "label": i % 2 == 0}) + "\n"
+                   for i in range(40)).encode()
+    whole = gzip.compress(body)
+    path.write_bytes(whole[: len(whole) // 2])
+
+
+def _lines(*rows):
+    return "".join((json.dumps(r) if isinstance(r, dict) else r) + "\n" for r in rows).encode()
+
+
+CHAT_ROBOT = {"prompt": [{"role": "robot", "content": "hi"}], "completion": [{"role": "assistant", "content": "yo"}], "label": True}
+CHAT_SILENT = {"prompt": [{"role": "user", "content": "hi"}], "completion": [{"role": "user", "content": "yo"}], "label": True}
+HH_DIFFER = {"chosen": "\n\nHuman: hi\n\nAssistant: hello", "rejected": "\n\nHuman: hey\n\nAssistant: go away"}
+
+# name, file suffix, content (bytes, a function writing the file, None: no file), line ("" the file
+# as a whole, None: read it from the message), problem
+TRAIN_CASES = [
+    ("missing file", ".jsonl", None, "", "file does not exist"),
+    ("not gzip", ".jsonl.gz", _lines(GOOD, BAD), "", "not gzip data"),
+    ("truncated gzip", ".jsonl.gz", _gz_truncated, None, "truncated gzip file"),
+    ("invalid JSON", ".jsonl", _lines(GOOD, BAD, '{"prompt": "x", ', GOOD), 3, "invalid JSON"),
+    ("not UTF-8", ".jsonl", _lines(GOOD, BAD) + b'{"prompt": "n\xe9", "completion": " x", "label": true}\n', 3, "not valid UTF-8"),
+    ("UTF-16", ".jsonl", json.dumps(GOOD).encode("utf-16"), "", "UTF-16"),
+    ("missing columns", ".jsonl", _lines({"question": "q", "answer": "a", "label": True}), 1, "missing columns"),
+    ("missing column", ".jsonl", _lines(GOOD, BAD, {"prompt": "p", "label": True}), 3, "missing column 'completion'"),
+    ("unknown label", ".jsonl", _lines(GOOD, BAD, {**BAD, "label": "maybe"}), 3, "label 'maybe' is not a boolean"),
+    ("empty completion", ".jsonl", _lines(GOOD, {**BAD, "completion": " \t"}), 2, "completion is empty or whitespace only"),
+    ("null", ".jsonl", _lines(GOOD, BAD, {**BAD, "prompt": None}), 3, "prompt is null"),
+    ("wrong type", ".jsonl", _lines(GOOD, {**BAD, "completion": 5}), 2, "completion is int"),
+    ("unknown role", ".jsonl", _lines(GOOD, BAD, CHAT_ROBOT), 3, "unknown role 'robot'"),
+    ("no assistant turn", ".jsonl", _lines(GOOD, BAD, CHAT_SILENT), 3, "completion has no assistant turn"),
+    ("ragged CSV", ".csv", b'prompt,completion,label\n"a", b,true\n"b",c,false,extra\n', 3, "ragged CSV row"),
+    ("JSON list item", ".json", json.dumps([GOOD, BAD, "oops"]).encode(), " row 3", "expected a JSON object, got str"),
+]
+
+
+@pytest.mark.parametrize("name,suffix,content,line,problem", TRAIN_CASES, ids=[c[0] for c in TRAIN_CASES])
+def test_train_stops_with_one_line_and_writes_nothing(tmp_path, capsys, name, suffix, content, line, problem):
+    """`kto train` on each kind of bad file: exit 2, exactly one line on stderr naming the
+    file, the line and the problem, no traceback, no model loaded (fixture), no run folder."""
+    path = tmp_path / f"data{suffix}"
+    if callable(content):
+        content(path)
+    elif content is not None:
+        path.write_bytes(content)
+    rc, out, err = train(path, capsys, tmp_path)
+    assert rc == 2
+    assert len(err.strip().splitlines()) == 1, err
+    if line is None:  # the truncated gzip: the line where the readable data ends
+        line = int(err.split(f"{path}:")[1].split(":")[0])
+    where = f"{path}" if line == "" else f"{path}:{line}"  # "FILE:3", or "FILE: row 3" for a JSON list
+    assert err.startswith(f"kto: error: {where}: ") and problem in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name] if path.exists() else not any(tmp_path.iterdir())
+    expect(path, capsys, where, problem)  # and validate says the same
+
+
+def test_every_example_truncated_away(tmp_path, capsys):
+    """The built-in truncation keeps a completion token (max_prompt_length < max_length),
+    but CSFT's control token after the prompt can take the last place: then nothing is left."""
+    path = jsonl(tmp_path / "d.jsonl", [{"prompt": "x" * 40 + str(i), "completion": " y", "label": i % 2 == 0} for i in range(8)])
+    flags = ("--loss", "csft", "--max-length", "4", "--max-prompt-length", "3", "--eval-fraction", "0", "--batch-size", "2")
+    expect(path, capsys, str(path), "every example was truncated away (max_length=4)", *flags)
+    rc, out, err = train(path, capsys, tmp_path, *flags)
+    assert rc == 2 and err.strip() == f"kto: error: {path}: every example was truncated away (max_length=4)"
+    assert not (tmp_path / "run").exists()
+
+
+def test_malformed_openassistant_trees_name_the_row(tmp_path, capsys):
+    tree = {"message_tree_id": "t1", "prompt": {"role": "prompter", "text": "hi", "replies": [
+        {"role": "assistant", "text": "yo", "emojis": {"+1": 2}, "message_id": "abcdef123"}]}}
+    bad_role = {"message_tree_id": "t2", "prompt": {"role": "bot", "text": "hi", "replies": []}}
+    bad_votes = {"message_tree_id": "t3", "prompt": {"role": "prompter", "text": "hi", "replies": [
+        {"role": "assistant", "text": "yo", "emojis": {"+1": "many"}, "message_id": "0123456789"}]}}
+    not_a_message = {"message_tree_id": "t4", "prompt": {"role": "prompter", "text": "hi", "replies": ["yo"]}}
+    path = jsonl(tmp_path / "o.jsonl", [tree, bad_role, bad_votes, not_a_message])
+    err = expect(path, capsys, f"{path}:2", "unknown role 'bot'")
+    assert f"{path}:3 (reply 01234567): emojis" in err and f"{path}:4: a message of the tree is str" in err
+    loads_fail(path, f"{path}:2", "unknown role 'bot'")
+
+
+def test_message_role_of_the_wrong_type(tmp_path, capsys):
+    row = {"prompt": [{"role": ["user"], "content": "hi"}], "completion": " x", "label": True}
+    path = jsonl(tmp_path / "d.jsonl", [GOOD, row])
+    expect(path, capsys, f"{path}:2", "prompt message 1 has unknown role ['user']")
+    row = {"prompt": [{"role": "user", "content": None}], "completion": " x", "label": True}
+    path = jsonl(tmp_path / "e.jsonl", [GOOD, row])
+    expect(path, capsys, f"{path}:2", "prompt message 1 content is null")
+
+
+def test_json_and_jsonl_mixed_up_get_a_hint(tmp_path, capsys):
+    path = tmp_path / "d.jsonl"
+    path.write_text(json.dumps([GOOD, BAD], indent=1))
+    expect(path, capsys, f"{path}:1", "looks like one JSON list: name it .json")
+    path = tmp_path / "d.json"
+    path.write_text(json.dumps(GOOD) + "\n" + json.dumps(BAD) + "\n")
+    expect(path, capsys, f"{path}:2", "looks like JSON Lines (one object a line): name it .jsonl")
+
+
+def test_csv_unclosed_quote_and_long_fields(tmp_path, capsys):
+    path = tmp_path / "d.csv"
+    path.write_text('prompt,completion,label\na, b,true\n"b, c,false\nc, d,true\n')
+    expect(path, capsys, f"{path}:3", 'ragged CSV row: 1 fields, the header has 3; an unclosed " quote')
+    path.write_text('prompt,completion,label\n"a","' + "x" * 200_000 + '",true\n"b", c,false\n')  # over csv's 128 KiB default
+    examples, _ = load_examples(str(path))
+    assert len(examples[0].completion) == 200_000

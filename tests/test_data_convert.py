@@ -40,7 +40,7 @@ def test_every_real_file_into_every_format(rel, tmp_path, capsys):
             assert bag(back) == bag(original), target
             assert f"wrote {len(back) if target in ('unpaired', 'binary') else len(back) // 2} {target} row(s)" in printed
         else:  # OASST votes -> pairs: only prompts with both labels pair up; the rest is counted
-            assert len(back) < len(original) and "no example of the other label with the same prompt" in printed
+            assert len(back) < len(original) and "examples with no partner of the other label under the same prompt" in printed
             assert set(bag(back)) <= set(bag(original))
 
 
@@ -148,3 +148,57 @@ def test_csv_output_needs_text(tmp_path, capsys):
     assert main(["data", "convert", str(src), str(tmp_path / "o.csv"), "--to", "unpaired", "--text", "plain"]) == 0
     back, _ = load_examples(str(tmp_path / "o.csv"))
     assert [e.desirable for e in back] == [True, False] and back[0].completion == " Yo"
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".jsonl.gz", ".json", ".csv", ".parquet"])
+def test_every_output_file_type_reads_back(tmp_path, suffix):
+    rows = [{"prompt": f"q{i}", "completion": f" a{i}", "label": i % 3 == 0} for i in range(6)]
+    src = write(tmp_path / "u.jsonl", rows)
+    out = tmp_path / f"o{suffix}"
+    convert(str(src), str(out), "unpaired")
+    back, report = load_examples(str(out))
+    assert report.schema == "unpaired"
+    assert [(e.prompt, e.completion, e.desirable) for e in back] == [(r["prompt"], r["completion"], r["label"]) for r in rows]
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no staging file left
+
+
+@pytest.mark.parametrize("dest,problem", [("missing/o.jsonl", "the folder"), ("folder", "is a folder"),
+                                          ("o.txt", "unknown output type")])
+def test_bad_destinations_are_refused_before_reading(tmp_path, capsys, dest, problem):
+    (tmp_path / "folder").mkdir()
+    src = tmp_path / "absent.jsonl"  # never read: the destination is checked first
+    assert main(["data", "convert", str(src), str(tmp_path / dest), "--to", "unpaired", "--overwrite"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"kto: error: {tmp_path / dest}: ") and problem in err and len(err.splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder"]
+
+
+def test_parquet_with_text_and_messages_mixed_is_one_line_and_writes_nothing(tmp_path, capsys):
+    chat = {"prompt": [{"role": "user", "content": "Hi"}], "completion": " Yo", "label": True}
+    src = write(tmp_path / "c.jsonl", [{"prompt": "Hi", "completion": " Yo", "label": False}, chat])
+    out = tmp_path / "o.parquet"
+    assert main(["data", "convert", str(src), str(out), "--to", "unpaired"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"kto: error: {out}: parquet needs one type per column") and "--text plain" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.jsonl"]
+    assert main(["data", "convert", str(src), str(out), "--to", "unpaired", "--text", "plain"]) == 0
+    assert len(load_examples(str(out))[0]) == 2
+
+
+def test_nothing_to_write_is_an_error(tmp_path, capsys):
+    src = write(tmp_path / "u.jsonl", [{"prompt": "q", "completion": " a", "label": True},
+                                       {"prompt": "r", "completion": " b", "label": False}])
+    assert main(["data", "convert", str(src), str(tmp_path / "o.jsonl"), "--to", "paired"]) == 2
+    err = capsys.readouterr().err
+    assert "nothing to write: no paired row can be made from its 2 example(s)" in err
+    assert "dropped 2: examples with no partner of the other label under the same prompt" in err
+    assert not (tmp_path / "o.jsonl").exists()
+
+
+def test_malformed_ranks_name_the_reply(tmp_path, capsys):
+    tree = {"message_tree_id": "t", "prompt": {"role": "prompter", "text": "hi", "replies": [
+        {"role": "assistant", "text": "a", "rank": 0, "message_id": "aaaaaaaa1"},
+        {"role": "assistant", "text": "b", "rank": "first", "message_id": "bbbbbbbb2"}]}}
+    src = write(tmp_path / "t.jsonl", [tree])
+    assert main(["data", "convert", str(src), str(tmp_path / "o.jsonl"), "--to", "paired", "--oasst", "ranks"]) == 2
+    assert f"{src}:1 (reply bbbbbbbb): rank 'first' is not a whole number" in capsys.readouterr().err

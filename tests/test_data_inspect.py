@@ -64,6 +64,8 @@ def test_label_stats_band_rule():
     s = label_stats([ex("p", "a", True)] + [ex("p", "b", False)] * 10)
     assert s["band_rule"]["desirable_weight"] == 10 and s["band_rule"]["range"] == pytest.approx([10, 40 / 3], abs=1e-3)
     assert "note" in label_stats([ex("p", "a", True)] * 3)["band_rule"]
+    balanced = label_stats([ex("p", "a", True), ex("p", "b", False)])["band_rule"]  # λ_D in [1, 4/3], λ_U = 1
+    assert balanced["raise"] == "λ_D" and balanced["range"] == pytest.approx([1, 4 / 3], abs=1e-3)
 
 
 def test_duplicates_and_prompts_with_both_labels():

@@ -11,6 +11,7 @@ wrong label is the usual reason. `suspicion` = −sign·(reward − β·z0); lar
 """
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,7 +30,8 @@ class Scored:
     margin: float  # reward − β·z0
     suspicion: float  # −sign·margin: > 0 means the wrong side of z0
     gradient_share: float  # σ(βz)σ(−βz) / (1/4): how much of KTO's largest gradient it still gets
-    held_out: bool
+    held_out: bool  # in the run's held-out prompts
+    trained: bool  # in the run's training set (not held out, not left out by one-y-per-x, subsampling or SFT)
     prompt: object
     completion: object
 
@@ -50,9 +52,26 @@ def load_run_config(run: Path):
 
 
 def reference_name(cfg) -> str:
-    """What training used as the reference: with LoRA the base model (adapter disabled),
-    else --ref-model if given, else a frozen copy of the starting policy."""
-    return cfg.ref_model if cfg.ref_model and cfg.lora_r == 0 else cfg.model
+    """What training used as the reference (train.build_policy): --ref-model if given, else
+    the starting model (a frozen copy, or with LoRA the base with the adapter disabled)."""
+    return cfg.ref_model or cfg.model
+
+
+def training_split(cfg, examples: list) -> tuple[set[int], set[int]]:
+    """The ids of the examples the run held out and of those it trained on, chosen as
+    train.prepare_data chooses them (same functions, same seed, same order)."""
+    from ..losses import LOSSES
+    from ..train import one_y_per_x, split_by_prompt, subsample
+
+    pool = one_y_per_x(examples, cfg.seed) if cfg.one_y_per_x else examples
+    train_part, held = split_by_prompt(pool, cfg.eval_fraction, cfg.seed)
+    if cfg.keep_desirable < 1 or cfg.keep_undesirable < 1:
+        train_part = subsample(train_part, cfg.keep_desirable, cfg.keep_undesirable, cfg.seed)
+    if LOSSES[cfg.loss].desirable_only:
+        train_part = [e for e in train_part if e.desirable]
+    held_prompts = {json.dumps(e.prompt, sort_keys=True) for e in held}
+    held_ids = {id(e) for e in examples if json.dumps(e.prompt, sort_keys=True) in held_prompts}
+    return held_ids, {id(e) for e in train_part}
 
 
 @torch.no_grad()
@@ -62,7 +81,6 @@ def score_run(run: str | Path, data: str = "", batch_size: int = 0, device: str 
 
     from ..logprobs import model_logps
     from ..models import load_model, load_tokenizer
-    from ..train import split_by_prompt
     from .batching import collate
     from .schema import load_examples
     from .tokenize import Encoder
@@ -75,8 +93,7 @@ def score_run(run: str | Path, data: str = "", batch_size: int = 0, device: str 
     if not path:
         raise KTOError(f"{run}: config.yaml names no data file (training got examples in memory); pass --data FILE")
     examples, _ = load_examples(path, cfg.columns, cfg.data_split)
-    _, held = split_by_prompt(examples, cfg.eval_fraction, cfg.seed)
-    held_ids = {id(e) for e in held}
+    held_ids, trained_ids = training_split(cfg, examples)
     tok = load_tokenizer(cfg.model)
     enc = Encoder(tok)
     tokenized = enc(examples, cfg.max_length, cfg.max_prompt_length)  # .index = position in `examples`
@@ -111,7 +128,7 @@ def score_run(run: str | Path, data: str = "", batch_size: int = 0, device: str 
         sign = 1.0 if ex.desirable else -1.0
         s = sign * margin
         share = 4.0 / (1.0 + math.exp(-s)) / (1.0 + math.exp(s)) if abs(s) < 700 else 0.0
-        scores.append(Scored(ex.where, ex.desirable, reward, margin, -s, share, id(ex) in held_ids,
+        scores.append(Scored(ex.where, ex.desirable, reward, margin, -s, share, id(ex) in held_ids, id(ex) in trained_ids,
                              ex.prompt, ex.completion))
     scores.sort(key=lambda r: r.suspicion, reverse=True)
     return scores, z0
@@ -130,7 +147,7 @@ def format_audit(scores: list[Scored], z0: float, top: int) -> str:
              f"{'rank':>4}  {'suspicion':>9}  {'label':<11}  {'reward':>8}  {'grad':>5}  where / completion"]
     for i, s in enumerate(scores[:top], start=1):
         label = "desirable" if s.desirable else "undesirable"
-        held = " [held out]" if s.held_out else ""
+        held = " [held out]" if s.held_out else "" if s.trained else " [not trained on]"
         lines.append(f"{i:>4}  {s.suspicion:>9.4f}  {label:<11}  {s.reward:>8.4f}  {s.gradient_share:>5.2f}  "
                      f"{s.where}{held}  {_preview(s.completion, 60)!r}")
     return "\n".join(lines)

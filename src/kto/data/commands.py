@@ -65,8 +65,10 @@ def _convert(args) -> None:
 
 def _audit(args) -> None:
     from .audit import format_audit, score_run
-    from .convert import write_rows
+    from .convert import check_destination, write_rows
 
+    if args.output:  # refuse before the (slow) scoring, not after
+        check_destination(args.output, args.overwrite)
     scores, z0 = score_run(args.run, args.data, args.batch_size)
     if args.output:
         write_rows([s.row() for s in scores], args.output, args.overwrite)

@@ -25,6 +25,7 @@ from .schema import _text, detect_schema, load_examples
 
 TARGETS = ("unpaired", "paired", "binary", "pairwise", "hh", "llmbar")
 PAIRED_TARGETS = ("paired", "pairwise", "hh", "llmbar")
+OUT_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".csv", ".parquet")
 
 # ------------------------------------------------------------------ text <-> messages
 
@@ -99,13 +100,19 @@ def oasst_rank_pairs(path: str, split: str = "train") -> tuple[list[Example], Lo
         stack = [(row.data["prompt"], [])]
         while stack:
             msg, path_ = stack.pop()
+            if not isinstance(msg, dict):
+                raise DataError(f"{row.where}: a message of the tree is {type(msg).__name__}, expected an object")
             role = {"prompter": "user", "assistant": "assistant"}.get(msg.get("role"))
             if role is None:
                 raise DataError(f"{row.where}: message with unknown role {msg.get('role')!r}")
             here = path_ + [{"role": role, "content": msg.get("text") or ""}]
-            replies = [r for r in msg.get("replies") or [] if r.get("role") == "assistant"]
-            ranked = sorted((r for r in replies if r.get("rank") is not None and (r.get("text") or "").strip()),
-                            key=lambda r: r["rank"])
+            replies = [r for r in msg.get("replies") or [] if isinstance(r, dict) and r.get("role") == "assistant"]
+            for r in replies:
+                if r.get("rank") is not None and (isinstance(r["rank"], bool) or not isinstance(r["rank"], int)):
+                    raise DataError(f"{row.where} (reply {str(r.get('message_id', ''))[:8]}): rank {r['rank']!r} "
+                                    "is not a whole number")
+            usable = [r for r in replies if r.get("rank") is not None and isinstance(r.get("text"), str) and r["text"].strip()]
+            ranked = sorted(usable, key=lambda r: r["rank"])
             for r in replies:
                 if r not in ranked or len(ranked) == 1:
                     reason = "without a rank (or empty)" if r not in ranked else "with no ranked sibling"
@@ -194,7 +201,7 @@ def make_pairs(examples: list[Example], report: LoadReport) -> list[tuple[Exampl
     for good, bad in loose.values():
         pairs.extend(zip(good, bad))
         for e in (good[len(bad):] + bad[len(good):]):
-            report.drop("no example of the other label with the same prompt to pair with", e.where)
+            report.drop("examples with no partner of the other label under the same prompt", e.where)
     return pairs
 
 
@@ -235,13 +242,28 @@ def to_rows(examples: list[Example], target: str, template: str, seed: int, repo
 
 # ------------------------------------------------------------------ writing
 
-def write_rows(rows: list[dict], path: str, overwrite: bool = False) -> None:
-    """Write by suffix: .jsonl, .jsonl.gz, .json (a list), .csv (text only), .parquet.
-    An existing file is kept unless `overwrite`; the file appears only once complete."""
+def check_destination(path: str, overwrite: bool) -> None:
+    """Refuse, before any work, an output that exists (unless `overwrite`), is a folder, or
+    whose folder does not exist."""
+    if os.path.isdir(path):
+        raise KTOError(f"{path}: is a folder; give an output file name")
     if os.path.exists(path) and not overwrite:
         raise KTOError(f"{path}: output file exists; choose another or pass --overwrite")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise KTOError(f"{path}: the folder {folder} does not exist")
+    if not path.lower().endswith(OUT_SUFFIXES):
+        raise KTOError(f"{path}: unknown output type; use {', '.join(OUT_SUFFIXES)}")
+
+
+def write_rows(rows: list[dict], path: str, overwrite: bool = False) -> None:
+    """Write by suffix: .jsonl, .jsonl.gz, .json (a list), .csv (text only), .parquet.
+    An existing file is kept unless `overwrite`; the rows go to a hidden file in the same
+    folder, renamed over `path` only once complete, so a failure leaves nothing behind."""
+    check_destination(path, overwrite)
     lower = path.lower()
-    tmp = f"{path}.partial-{os.getpid()}"
+    folder, name = os.path.split(os.path.abspath(path))
+    tmp = os.path.join(folder, f".{name}.partial-{os.getpid()}")
     try:
         if lower.endswith((".jsonl", ".jsonl.gz")):
             opener = gzip.open if lower.endswith(".gz") else open
@@ -256,19 +278,24 @@ def write_rows(rows: list[dict], path: str, overwrite: bool = False) -> None:
 
             cols = list(rows[0]) if rows else []
             if any(isinstance(v, (list, dict)) for r in rows for v in r.values()):
-                raise KTOError(f"{path}: CSV cannot hold chat messages; pass --text plain (or write .jsonl)")
+                raise KTOError(f"{path}: CSV cannot hold chat messages; write .jsonl (kto data convert: or pass --text plain)")
             with open(tmp, "w", encoding="utf-8", newline="") as f:
                 w = csv.DictWriter(f, cols)
                 w.writeheader()
                 w.writerows(rows)
-        elif lower.endswith(".parquet"):
+        else:  # .parquet
             import pyarrow as pa
             import pyarrow.parquet as pq
 
-            pq.write_table(pa.Table.from_pylist(rows), tmp)
-        else:
-            raise KTOError(f"{path}: unknown output type; use .jsonl, .jsonl.gz, .json, .csv or .parquet")
+            try:
+                table = pa.Table.from_pylist(rows)
+            except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
+                raise KTOError(f"{path}: parquet needs one type per column ({e}); some prompts or completions "
+                               "are text and others chat messages: pass --text plain or --text messages") from None
+            pq.write_table(table, tmp)
         os.replace(tmp, path)
+    except OSError as e:
+        raise KTOError(f"{path}: cannot write: {e.strerror or e}") from None
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
@@ -282,8 +309,7 @@ def convert(src: str, out: str, target: str, *, columns: dict | None = None, spl
         raise KTOError(f"--to: unknown format {target!r}; expected one of {', '.join(TARGETS)}")
     if one_per_x and target in PAIRED_TARGETS:
         raise KTOError(f"--one-per-prompt leaves no pairs; it applies to unpaired targets, not {target}")
-    if os.path.exists(out) and not overwrite:  # before reading a large file for nothing
-        raise KTOError(f"{out}: output file exists; choose another or pass --overwrite")
+    check_destination(out, overwrite)  # before reading a large file for nothing
     notes = []
     if ratings:
         examples, report, cut = rated_examples(src, ratings, threshold, columns, split)
@@ -301,6 +327,9 @@ def convert(src: str, out: str, target: str, *, columns: dict | None = None, spl
     elif text == "messages":
         examples = [as_messages(e, template) for e in examples]
     rows = to_rows(examples, target, template, seed, report)
+    if not rows:
+        raise KTOError(f"{src}: nothing to write: no {target} row can be made from its {n_in} example(s)"
+                       + "".join(f"; {line}" for line in report.lines()))
     write_rows(rows, out, overwrite)
     n_d = sum(e.desirable for e in examples)
     lines = [f"read {report.rows} row(s) ({report.schema}) from {src}: {n_in} example(s)"] + notes

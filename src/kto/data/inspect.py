@@ -40,7 +40,7 @@ def label_stats(examples: list[Example]) -> dict:
     rule = {"desirable_weight": round(w_d, 4), "undesirable_weight": round(w_u, 4), "band": [BAND[0], round(BAND[1], 4)]}
     if n_d == 0 or n_u == 0:
         rule["note"] = "one class only: the band rule cannot balance classes"
-    elif n_d < n_u:
+    elif n_d <= n_u:  # balanced data too: the ratio 1..4/3 is then λ_D in [1, 4/3] with λ_U = 1
         rule["raise"], rule["range"] = "λ_D", [round(n_u / n_d * BAND[0], 4), round(n_u / n_d * BAND[1], 4)]
     else:
         rule["raise"], rule["range"] = "λ_U", [round(n_d / n_u / BAND[1], 4), round(n_d / n_u / BAND[0], 4)]

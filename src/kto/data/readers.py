@@ -84,16 +84,20 @@ def _decode_lines(path: str, raw: bytes, on_error: OnError = None) -> list[str]:
 
 
 def _jsonl(path: str, raw: bytes, on_error: OnError = None) -> Iterator[Row]:
+    first = True
     for i, line in enumerate(_decode_lines(path, raw, on_error), start=1):
         if not line.strip():
             continue
+        # A JSON list saved as .jsonl fails on its first line: say what the file probably is.
+        hint = "; the file looks like one JSON list: name it .json" if first and line.lstrip().startswith("[") else ""
+        first = False
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as e:
-            _report(DataError(f"{path}:{i}: invalid JSON ({e.msg} at column {e.colno})"), on_error)
+            _report(DataError(f"{path}:{i}: invalid JSON ({e.msg} at column {e.colno}){hint}"), on_error)
             continue
         if not isinstance(obj, dict):
-            _report(DataError(f"{path}:{i}: expected a JSON object, got {type(obj).__name__}"), on_error)
+            _report(DataError(f"{path}:{i}: expected a JSON object, got {type(obj).__name__}{hint}"), on_error)
             continue
         yield Row(f"{path}:{i}", obj)
 
@@ -103,7 +107,9 @@ def _json(path: str, raw: bytes, on_error: OnError = None) -> Iterator[Row]:
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as e:
-        raise DataError(f"{path}:{e.lineno}: invalid JSON ({e.msg} at column {e.colno})") from None
+        hint = ("; the file looks like JSON Lines (one object a line): name it .jsonl"
+                if e.msg == "Extra data" and text.lstrip().startswith("{") else "")
+        raise DataError(f"{path}:{e.lineno}: invalid JSON ({e.msg} at column {e.colno}){hint}") from None
     if isinstance(obj, dict):  # {"data": [...]} or column-oriented {"prompt": [...], ...}
         lists = {k: v for k, v in obj.items() if isinstance(v, list)}
         if len(lists) == 1:
@@ -124,10 +130,17 @@ def _json(path: str, raw: bytes, on_error: OnError = None) -> Iterator[Row]:
 
 def _csv(path: str, raw: bytes, on_error: OnError = None) -> Iterator[Row]:
     text = "\n".join(_decode_lines(path, raw, on_error))
+    csv.field_size_limit(2**31 - 1)  # long completions are normal; the default stops at 128 KiB
     reader = csv.reader(io.StringIO(text))
     header = None
     end = 0  # the line where the previous record ended; a quoted field may span lines
-    for fields in reader:
+    while True:
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as e:
+            raise DataError(f"{path}:{end + 1}: unreadable CSV ({e})") from None
         line, end = end + 1, reader.line_num
         if header is None:
             header = fields
@@ -135,7 +148,10 @@ def _csv(path: str, raw: bytes, on_error: OnError = None) -> Iterator[Row]:
         if not fields or all(not f.strip() for f in fields):
             continue
         if len(fields) != len(header):
-            _report(DataError(f"{path}:{line}: ragged CSV row: {len(fields)} fields, the header has {len(header)}"), on_error)
+            # A record that runs to the end of the file is usually an unclosed quote.
+            hint = '; an unclosed " quote on this line?' if end > line and end >= text.count("\n") else ""
+            _report(DataError(f"{path}:{line}: ragged CSV row: {len(fields)} fields, the header has {len(header)}{hint}"),
+                    on_error)
             continue
         yield Row(f"{path}:{line}", dict(zip(header, fields)))
 

@@ -43,8 +43,10 @@ class LoadReport:
         self.dropped.setdefault(reason, []).append(where)
 
     def lines(self) -> list[str]:
+        """One line per reason. The count is of what the reason names (HH pairs, OpenAssistant
+        replies, examples), not of file rows: one OpenAssistant row holds many replies."""
         out = []
         for reason, places in self.dropped.items():
-            shown = ", ".join(places[:5]) + (" ..." if len(places) > 5 else "")
-            out.append(f"dropped {len(places)} row(s): {reason} ({shown})")
+            shown = ", ".join(places[:5]) + (f" and {len(places) - 5} more" if len(places) > 5 else "")
+            out.append(f"dropped {len(places)}: {reason} ({shown})")
         return out

@@ -63,10 +63,11 @@ def _messages(value: list, where: str, field: str) -> list[dict]:
     for i, m in enumerate(value, start=1):
         if not isinstance(m, dict) or "role" not in m or "content" not in m:
             raise DataError(f"{where}: {field} message {i} is not an object with 'role' and 'content'")
-        if m["role"] not in ROLES:
+        if not isinstance(m["role"], str) or m["role"] not in ROLES:
             raise DataError(f"{where}: {field} message {i} has unknown role {m['role']!r} (expected one of {sorted(ROLES)})")
         if not isinstance(m["content"], str):
-            raise DataError(f"{where}: {field} message {i} content is {type(m['content']).__name__}, expected text")
+            kind = "null" if m["content"] is None else type(m["content"]).__name__
+            raise DataError(f"{where}: {field} message {i} content is {kind}, expected text")
         out.append({"role": m["role"], "content": m["content"]})
     return out
 
@@ -116,14 +117,20 @@ def _oasst(row: Row, report: LoadReport) -> Iterator[Example]:
         raise DataError(f"{row.where}: 'prompt' is not an OpenAssistant message tree")
 
     def walk(msg: dict, path: list[dict]):
-        role = "user" if msg.get("role") == "prompter" else "assistant"
+        if not isinstance(msg, dict):
+            raise DataError(f"{row.where}: a message of the tree is {type(msg).__name__}, expected an object")
         if msg.get("role") not in ("prompter", "assistant"):
             raise DataError(f"{row.where}: message with unknown role {msg.get('role')!r}")
+        role = "user" if msg["role"] == "prompter" else "assistant"
         text = msg.get("text") or ""
+        if not isinstance(text, str):
+            raise DataError(f"{row.where}: a message's text is {type(text).__name__}, expected text")
         if role == "assistant":
-            votes = msg.get("emojis") or {}
-            up, down = int(votes.get("+1", 0)), int(votes.get("-1", 0))
             where = f"{row.where} (reply {str(msg['message_id'])[:8]})" if msg.get("message_id") else row.where
+            votes = msg.get("emojis") or {}
+            up, down = (votes.get("+1", 0), votes.get("-1", 0)) if isinstance(votes, dict) else (None, None)
+            if not all(isinstance(v, int) and not isinstance(v, bool) for v in (up, down)):
+                raise DataError(f"{where}: emojis {votes!r} is not an object of vote counts like {{'+1': 3, '-1': 1}}")
             if up == down:
                 report.drop("OpenAssistant reply with tied or no votes", where)
             elif not text.strip():
