@@ -86,3 +86,19 @@ def test_prompt_limit_must_leave_room_for_a_completion(tok):
     assert [len(t.prompt_ids) for t in out] == [8, 2] and all(t.completion_ids for t in out)
     with pytest.raises(Exception, match="max_prompt_length"):
         enc([Example("q", "fine", True)], max_length=16, max_prompt_length=16)
+
+
+def test_empty_prompt_without_bos_still_scores_the_first_completion_token():
+    # The log-prob of token t comes from position t−1: with no BOS and an empty prompt the
+    # completion's first token would sit at position 0 and never be scored.
+    vocab = {"<eos>": 0, "a": 1, "b": 2}
+    t = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    fast = PreTrainedTokenizerFast(tokenizer_object=t, eos_token="<eos>")
+    assert fast("", add_special_tokens=True)["input_ids"] == []
+    p, c = Encoder(fast).encode(Example("", "ab", True))
+    assert p == [0] and c == [1, 2, 0]
+
+
+def test_empty_prompt_with_bos_is_just_bos(tok):
+    p, c = Encoder(tok).encode(Example("", "ab", True))
+    assert p == [tok.bos_token_id] and c[-1] == tok.eos_token_id

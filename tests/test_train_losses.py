@@ -16,9 +16,6 @@ from kto.errors import DataError, KTOError
 from kto.losses import LOSSES
 from kto.train import build_policy, one_y_per_x, subsample, train
 
-LOG_V = math.log(260)  # the tiny model starts near uniform over its 260 tokens
-
-
 @pytest.fixture(scope="module")
 def hh_small(tmp_path_factory):
     """The first 40 rows of the HH harmless test file (skips when ../shared/data is absent)."""
@@ -35,38 +32,95 @@ def _first_row(run):
     return json.loads((run / "metrics.jsonl").read_text().splitlines()[0])
 
 
-# loss -> check of the first logged row at policy = reference (exact where the formula is
-# constant there; for losses without a reference, against the logged log-probs or the
-# near-uniform start, log V per token).
-FIRST = {
-    "kto": lambda r: r["loss"] == pytest.approx(0.5),
-    "dpo": lambda r: r["loss"] == pytest.approx(math.log(2)),
-    "cdpo": lambda r: r["loss"] == pytest.approx(math.log(2)),
-    "ipo": lambda r: r["loss"] == pytest.approx(25.0),  # (0 − 1/(2·0.1))²
-    "apo-zero": lambda r: r["loss"] == pytest.approx(0.5),
-    "bco": lambda r: r["loss"] == pytest.approx(math.log(2)),
-    "sft": lambda r: r["loss"] == pytest.approx(-r["reward_desirable"], rel=1e-5) and abs(r["loss"] - LOG_V) < 0.1,
-    "csft": lambda r: abs(r["loss"] - math.log(262)) < 0.1,
-    "simpo": lambda r: abs(r["loss"] + math.log(1 / (1 + math.exp(0.5)))) < 0.1,  # −log σ(−γ), γ = 0.5
-    "orpo": lambda r: abs(r["loss"] - (LOG_V + 0.25 * math.log(2))) < 0.1,
-    "slic": lambda r: math.isfinite(r["loss"]) and r["loss"] > -0.1 * r["logps_desirable"] - 1e-3,
-    "ppo": lambda r: math.isfinite(r["loss"]) and abs(r["loss"]) < 1.0,
-}
+def _sigmoid(x):
+    return 1 / (1 + torch.exp(-x))
+
+
+def _ppo_by_hand(mask, desirable):
+    """Policy = reference (ratio 1, KL 0), zero value head: with T_i completion tokens and
+    s_i = ±1, A_t = s_i·(γλ)^(T_i−1−t) (γλ = 0.99·0.95 = 0.9405); Â whitened over all the
+    micro-batch's completion tokens; loss_i = −mean_t Â + 0.01·½·mean_t A²."""
+    adv = [torch.tensor([(1.0 if d else -1.0) * 0.9405 ** (t_i - 1 - t) for t in range(t_i)], dtype=torch.float64)
+           for t_i, d in zip(mask.sum(1).tolist(), desirable.tolist())]
+    flat = torch.cat(adv)
+    mu, sd = flat.mean(), flat.var(unbiased=False).add(1e-8).sqrt()
+    return sum(-((a - mu) / sd).mean() + 0.01 * 0.5 * (a ** 2).mean() for a in adv) / len(adv)
+
+
+def expected_first_loss(name, lp, n, mask, desirable):
+    """The first micro-batch's loss at policy = reference, from the formulas of SPEC.md §3–§4
+    with the default hyper-parameters. lp (B,) summed completion log-probs of the starting
+    model (float64), n (B,) token counts, mask (B, T−1) the scored positions; paired batches
+    hold the P chosen rows first, then the P rejected rows. r = 0 for every loss with a
+    reference, so those are constants."""
+    m = lp / n  # per-token means
+    p = len(lp) // 2
+    constants = {"kto": 0.5, "apo-zero": 0.5, "dpo": math.log(2), "cdpo": math.log(2),  # 1 − σ(0); −log σ(0)
+                 "bco": math.log(2),  # δ = mean of rewards seen = 0: −log σ(0)
+                 "ipo": 25.0}  # (0 − 1/(2·0.1))²
+    if name in constants:
+        return constants[name]
+    if name in ("sft", "csft"):  # mean over sequences of the per-token NLL
+        return float((-m).mean())
+    if name == "slic":  # max(0, 1 − lp_w + lp_l) + 0.1·(−lp_w), summed log-probs
+        return float((torch.clamp(1 - lp[:p] + lp[p:], min=0) - 0.1 * lp[:p]).mean())
+    if name == "simpo":  # −log σ(2·m_w − 2·m_l − 0.5)
+        return float((-torch.log(_sigmoid(2 * (m[:p] - m[p:]) - 0.5))).mean())
+    if name == "orpo":  # −m_w − 0.25·log σ(log odds_w − log odds_l), log odds = m − log(1 − e^m)
+        lo = m - torch.log(1 - torch.exp(m))
+        return float((-m[:p] - 0.25 * torch.log(_sigmoid(lo[:p] - lo[p:]))).mean())
+    if name == "ppo":
+        return float(_ppo_by_hand(mask, desirable))
+    raise KeyError(name)
+
+
+HH_ARGS = ["--max-steps", "1", "--batch-size", "2", "--max-length", "96", "--max-prompt-length", "48",
+           "--eval-fraction", "0.1", "--no-progress"]
+
+
+def _first_batch_by_hand(name, data_path):
+    """Rebuild the run's first micro-batch and score it with the starting model, computing the
+    log-probs here from the logits (float64), not with kto.logprobs."""
+    from accelerate.utils import set_seed
+
+    from kto.data.schema import load_examples
+    from kto.models import load_tokenizer
+    from kto.train import micro_batches, prepare_data
+
+    cfg = TrainConfig(loss=name, model="tiny", data=str(data_path), max_steps=1, batch_size=2, max_length=96,
+                      max_prompt_length=48, eval_fraction=0.1)
+    spec = LOSSES[name]
+    set_seed(cfg.seed)  # as the loop does before loading the model (CSFT's new embeddings are drawn)
+    tok = load_tokenizer("tiny")
+    data = prepare_data(cfg, tok, load_examples(str(data_path))[0], spec)
+    batch = next(micro_batches(spec, data.items(spec), cfg, tok.pad_token_id))[1]
+    set_seed(cfg.seed)
+    policy = build_policy(cfg, spec)[0]
+    with torch.no_grad():
+        logits = policy(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits.double()
+    token_lp = torch.log_softmax(logits[:, :-1], -1).gather(2, batch.input_ids[:, 1:, None])[..., 0]
+    mask = batch.completion_mask[:, 1:]
+    lp = (token_lp * mask).sum(1)
+    return expected_first_loss(name, lp, mask.sum(1).double(), mask, batch.desirable)
 
 
 def test_every_loss_is_checked():
-    assert set(FIRST) == set(LOSSES)
+    for name in LOSSES:
+        expected_first_loss(name, torch.tensor([-5.0, -6.0], dtype=torch.float64), torch.tensor([3.0, 4.0]),
+                            torch.ones(2, 4, dtype=torch.bool), torch.tensor([True, False]))
 
 
-@pytest.mark.parametrize("name", sorted(FIRST))
+@pytest.mark.parametrize("name", sorted(LOSSES))
 def test_cli_runs_every_loss_on_hh(name, hh_small, tmp_path):
+    """`kto train --loss NAME` on real HH rows: its first logged loss equals the formula at
+    policy = reference, computed by hand from the first micro-batch."""
     out = tmp_path / name
-    rc = main(["train", "--loss", name, "--model", "tiny", "--data", str(hh_small), "--output", str(out),
-               "--max-steps", "1", "--batch-size", "2", "--max-length", "96", "--max-prompt-length", "48",
-               "--eval-fraction", "0.1", "--no-progress"])
+    rc = main(["train", "--loss", name, "--model", "tiny", "--data", str(hh_small), "--output", str(out), *HH_ARGS])
     assert rc == 0
     row = _first_row(out)
-    assert FIRST[name](row), row
+    assert row["loss"] == pytest.approx(_first_batch_by_hand(name, hh_small), rel=1e-5, abs=1e-6), row
+    if LOSSES[name].needs_ref:  # policy = reference: every implied reward is exactly 0
+        assert row["reward_desirable"] in (0.0, None) and row["reward_undesirable"] in (0.0, None)
     assert {"model", "config.yaml", "metrics.jsonl", "eval.json"} <= {p.name for p in out.iterdir()}
     assert (out / "value_head.pt").exists() == (name == "ppo")
 
@@ -223,17 +277,10 @@ def test_first_value_of_losses_without_a_reference(name):
 
 
 def test_first_value_of_ppo():
-    """Policy = reference (ratio 1, KL 0), zero value head: with T_i completion tokens and
-    s_i = ±1, A_t = s_i·(γλ)^(T_i−1−t) (γλ = 0.9405); Â whitened over all completion tokens;
-    loss_i = −mean_t Â + 0.01·½·mean_t A²."""
+    """Step level: the formula of `_ppo_by_hand` on two pairs' four completions."""
     from kto.steps import micro_step
 
     cfg, policy, ref, batch, state = _batch_and_models("ppo")
     loss, _, _ = micro_step(policy, ref, batch, cfg, state, lambda t: t, grad=False)
-    lengths = batch.completion_mask.sum(1).tolist()
-    adv = [torch.tensor([(1.0 if d else -1.0) * 0.9405 ** (t_i - 1 - t) for t in range(t_i)], dtype=torch.float64)
-           for t_i, d in zip(lengths, batch.desirable.tolist())]
-    flat = torch.cat(adv)
-    mu, sd = flat.mean(), flat.var(unbiased=False).add(1e-8).sqrt()
-    expect = sum(-((a - mu) / sd).mean() + 0.01 * 0.5 * (a ** 2).mean() for a in adv) / len(adv)
+    expect = _ppo_by_hand(batch.completion_mask[:, 1:], batch.desirable)
     assert loss.item() == pytest.approx(expect.item(), rel=1e-4, abs=1e-6)

@@ -22,6 +22,38 @@ def _report(args) -> None:
     print(write_report(args.run))
 
 
+def _demo(args) -> None:
+    from .config import config_from_args
+    from .demo.run import TINY, DemoConfig, run_demo
+
+    # --tiny swaps in small defaults; a --config YAML file and flags given on the command line win.
+    if getattr(args, "tiny", False):
+        in_file = set(_yaml_keys(args.config)) if getattr(args, "config", None) else set()
+        for name, value in TINY.items():
+            if not hasattr(args, name) and name not in in_file:
+                setattr(args, name, value)
+    run_demo(config_from_args(args, DemoConfig))
+
+
+def _yaml_keys(path: str) -> list[str]:
+    import yaml
+
+    try:
+        return list(yaml.safe_load(open(path)) or {})
+    except (OSError, yaml.YAMLError) as e:
+        raise KTOError(f"{path}: cannot read config ({e})") from None
+
+
+def _register_demo(sub) -> None:
+    from .config import add_config_args
+    from .demo.run import DemoConfig
+
+    p = sub.add_parser("demo", help="align SmolLM2-135M-Instruct on built-in arithmetic feedback and report the gain",
+                       argument_default=argparse.SUPPRESS)
+    add_config_args(p, DemoConfig)
+    p.set_defaults(func=_demo)
+
+
 def _register_train(sub) -> None:
     from .config import add_config_args
 
@@ -37,7 +69,7 @@ def _register_report(sub) -> None:
 
 
 # Each subcommand registers itself; adding one is one function and one line here.
-REGISTER = [_register_train, _register_report, _data_commands.register]
+REGISTER = [_register_train, _register_demo, _register_report, _data_commands.register]
 
 
 def build_parser() -> argparse.ArgumentParser:

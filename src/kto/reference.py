@@ -10,17 +10,25 @@ from .logprobs import model_logps, token_logps
 
 
 class Reference:
-    def __init__(self, model=None, policy=None):
-        """Give `model` (a frozen copy or another checkpoint) or `policy` (a peft model)."""
-        self.model, self.policy = model, policy
+    def __init__(self, model=None, policy=None, autocast=contextlib.nullcontext):
+        """Give `model` (a frozen copy or another checkpoint) or `policy` (a peft model).
+
+        autocast: a context-manager factory the reference forward runs under. The loop
+        passes the accelerator's, so that under bf16 mixed precision the reference sees the
+        same arithmetic as the policy (accelerate autocasts only the prepared policy): a
+        frozen copy then gives exactly r = 0 at step 1, not bf16-vs-fp32 rounding noise.
+        """
+        self.model, self.policy, self.autocast = model, policy, autocast
         if model is not None:
             model.eval()
             model.requires_grad_(False)
 
     def _context(self):
-        if self.model is not None:
-            return contextlib.nullcontext()
-        return self.policy.disable_adapter() if hasattr(self.policy, "disable_adapter") else contextlib.nullcontext()
+        stack = contextlib.ExitStack()
+        stack.enter_context(self.autocast())
+        if self.model is None and hasattr(self.policy, "disable_adapter"):
+            stack.enter_context(self.policy.disable_adapter())
+        return stack
 
     @torch.no_grad()
     def logps(self, input_ids, attention_mask, completion_mask) -> torch.Tensor:

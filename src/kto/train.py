@@ -135,6 +135,9 @@ def prepare_data(cfg: TrainConfig, tokenizer, examples: list[Example], spec: Los
     if spec.desirable_only:
         train_ex, eval_ex = [e for e in train_ex if e.desirable], [e for e in eval_ex if e.desirable]
         notes.append(f"--loss {cfg.loss} trains on desirable completions only: {len(train_ex)} examples")
+    if not train_ex:
+        raise DataError(f"{cfg.data or 'the data'}: no training examples left ({len(eval_ex)} held out for "
+                        f"evaluation{', desirable only' if spec.desirable_only else ''}); lower --eval-fraction or add data")
     enc = Encoder(tokenizer)
     train = enc(train_ex, cfg.max_length, cfg.max_prompt_length)
     held = enc(eval_ex, cfg.max_length, cfg.max_prompt_length)
@@ -202,7 +205,11 @@ def micro_batches(spec: LossSpec, items: list, cfg: TrainConfig, pad_id: int, wo
             if spec.needs_kl and cfg.z0 != "zero" and len(batches[k]) == 1:
                 # z0 'ema' with a micro-batch of one: the mismatched completion is the previous
                 # micro-batch's (the epoch's last for the first), never the example's own.
-                kl = [items[batches[k - 1][-1]].completion_ids]
+                partner = batches[k - 1][-1]
+                if partner == batches[k][0]:
+                    raise DataError("one training example cannot form a mismatched pair for z0; "
+                                    "add examples or use --z0 zero")
+                kl = [items[partner].completion_ids]
             yield epoch, make_batch(spec, items, batches[k], cfg, pad_id, kl)
         epoch += 1
 
@@ -280,6 +287,7 @@ def build_policy(cfg: TrainConfig, spec: LossSpec | None = None):
 
     spec = spec or LOSSES[cfg.loss]
     policy, tok = load_model(cfg.model, seed=cfg.seed)
+    without_dropout(policy)
     if spec.control_tokens and add_control_vocab(tok):  # CSFT: <|good|>/<|bad|> get embeddings of their own
         policy.resize_token_embeddings(len(tok))
     if cfg.lora_r > 0:
@@ -287,14 +295,29 @@ def build_policy(cfg: TrainConfig, spec: LossSpec | None = None):
 
         policy = get_peft_model(policy, LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=0.0,
                                                    target_modules="all-linear", task_type="CAUSAL_LM"))
-        ref = Reference(policy=policy) if spec.needs_ref else None
-    elif not spec.needs_ref:
+    if not spec.needs_ref:
         ref = None
-    elif cfg.ref_model:
+    elif cfg.ref_model:  # wins over the adapter-disabled base as well
         ref = Reference(model=load_model(cfg.ref_model, seed=cfg.seed)[0])
+    elif cfg.lora_r > 0:
+        ref = Reference(policy=policy)
     else:
         ref = Reference(model=copy.deepcopy(policy))
     return policy, ref, tok
+
+
+def without_dropout(model) -> None:
+    """Switch dropout off for good. The reference runs in eval mode; a policy whose dropout
+    stayed on would differ from it at step 1 (r ≠ 0, the first KTO loss ≠ 0.5) and its
+    rewards and z0 would carry dropout noise. Covers nn.Dropout modules and the float
+    rates that some attention implementations read at call time (e.g. Llama's
+    `attention_dropout`)."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+        for name in ("attention_dropout", "attn_dropout", "dropout"):
+            if isinstance(getattr(module, name, None), float):
+                setattr(module, name, 0.0)
 
 
 def train(cfg: TrainConfig, examples: list[Example] | None = None) -> Path:
@@ -350,12 +373,12 @@ def train(cfg: TrainConfig, examples: list[Example] | None = None) -> Path:
     policy, opt = acc.prepare(policy, opt)
     if head is not None:
         head = acc.prepare(head)
-    if ref is None:
-        pass  # this loss needs no reference: none was loaded
-    elif ref.model is not None:
-        ref.model.to(acc.device)
-    else:
-        ref.policy = acc.unwrap_model(policy)
+    if ref is not None:  # (None: this loss needs no reference, and none was loaded)
+        if ref.model is not None:
+            ref.model.to(acc.device)
+        else:  # LoRA: the policy itself, adapter disabled
+            ref.policy = acc.unwrap_model(policy)
+        ref.autocast = acc.autocast  # the policy's mixed precision (accelerate autocasts only what it prepares)
     state = LossState(spec, Z0(cfg.z0, cfg.z0_ema_decay), weights, value_head=head)
 
     def reduce(t):

@@ -35,6 +35,9 @@ class Encoder:
     The prompt boundary is checked, never guessed: if the prompt's tokens are not a prefix
     of the full sequence's tokens (a merge across the boundary), the completion is
     tokenised on its own and appended, and the event is counted in `stats`.
+    An empty prompt with a tokenizer that adds no BOS becomes one BOS (or EOS) token: the
+    log-prob of token t comes from position t−1, so without it the completion's first
+    token would never be scored.
     """
 
     def __init__(self, tokenizer):
@@ -81,6 +84,8 @@ class Encoder:
                 p = p[1:]
             if not p or p[0] != self.bos:
                 p = [self.bos] + p
+        if not p:  # an empty prompt, no BOS: the first completion token needs a position to be predicted from
+            p = [self.tok.bos_token_id if self.tok.bos_token_id is not None else self.eos]
         if not c or c[-1] != self.eos:  # exactly one EOS, closing the completion
             c = c + [self.eos]
         return p, c
