@@ -6,31 +6,51 @@ import pytest
 
 from kto.cli import main
 from kto.demo.stats import paired_difference, wilson
-from kto.demo.tasks import final_number, is_correct, make_split
+from kto.demo.tasks import TASKS, Problem, check, final_number, is_correct, make_split
 
 
-def test_split_is_disjoint_by_operands_and_seeded():
-    train, held = make_split(0, 300, 200)
+@pytest.mark.parametrize("task", sorted(TASKS))
+def test_split_is_disjoint_by_operands_and_seeded(task):
+    train, held = make_split(0, 300, 200, task)
     assert len(train) == 300 and len(held) == 200
     assert not {p.key for p in train} & {p.key for p in held}
     assert not {p.prompt for p in train} & {p.prompt for p in held}
     # 7 + 8 and 8 + 7 are one key: a held-out sum is not trained on with its operands swapped
-    assert all(p.key[1] <= p.key[2] for p in train + held if p.key[0] in "+*")
-    again, held_again = make_split(0, 300, 200)
+    # and, for compare, "larger" and "smaller" of one pair are one key too
+    assert all(p.key[1] <= p.key[2] for p in train + held if p.key[0] in ("+", "*", "cmp"))
+    again, held_again = make_split(0, 300, 200, task)
     assert [p.prompt for p in held_again] == [p.prompt for p in held]
-    assert [p.prompt for p in make_split(1, 300, 200)[1]] != [p.prompt for p in held]
+    assert [p.prompt for p in make_split(1, 300, 200, task)[1]] != [p.prompt for p in held]
     with pytest.raises(ValueError):
-        make_split(0, 10_000, 200)
+        make_split(0, 100_000, 200, task)
+    with pytest.raises(ValueError, match="unknown task"):
+        make_split(0, 10, 10, "poetry")
 
 
-def test_answers_are_right():
-    train, held = make_split(3, 100, 100)
+def test_arithmetic_answers_are_right():
+    train, held = make_split(3, 100, 100, "arithmetic")
     for p in train + held:
         op, a, b = p.key
         numbers = [int(x) for x in p.prompt.replace("?", " ").split() if x.isdigit()]
         x, y = numbers
         assert p.answer == {"+": x + y, "-": x - y, "*": x * y}[op]
         assert sorted((x, y)) == sorted((a, b))
+
+
+def test_compare_answers_are_right():
+    train, held = make_split(3, 100, 100, "compare")
+    for p in train + held:
+        x, y = [int(w) for w in p.prompt.replace("?", " ").replace(",", " ").split() if w.isdigit()]
+        assert x != y and p.answer == (max(x, y) if "larger" in p.prompt else min(x, y))
+        assert p.wrong == ((x + y - p.answer),)
+
+
+def test_compare_checker_needs_the_answer_and_not_the_other_number():
+    p = Problem("Which is larger, 71 or 39?", 71, ("cmp", 39, 71), (39,))
+    assert check("71", p) and check("The answer is 71.", p) and check("71.", p)
+    assert not check("39", p) and not check("71 or 39", p) and not check("39 is larger than 71.", p)
+    assert not check("7 1", p) and not check("", p) and not check("710", p)
+    assert check("7 + 8 = 15", Problem("What is 7 + 8?", 15, ("+", 7, 8)))  # arithmetic: the last number
 
 
 def test_checker_reads_the_last_number():
@@ -88,8 +108,9 @@ def test_demo_tiny_writes_a_report_with_finite_numbers(tmp_path):
     held = {json.loads(x)["prompt"] for x in (out / "generations.jsonl").read_text().splitlines()}
     feedback = [json.loads(x) for x in (out / "feedback.jsonl").read_text().splitlines()]
     assert feedback and not held & {r["prompt"][0]["content"] for r in feedback}
-    assert all(r["label"] == is_correct(r["completion"][0]["content"], _answer(r["prompt"][0]["content"]))
-               or not r["label"] for r in feedback)
+    problems = {p.prompt: p for p in make_split(0, 48, 32, "compare")[0]}  # TINY's sizes, default task
+    assert all(check(r["completion"][0]["content"], problems[r["prompt"][0]["content"]]) or not r["label"]
+               for r in feedback)
 
 
 def test_demo_refuses_a_non_empty_output(tmp_path, capsys):
@@ -99,9 +120,3 @@ def test_demo_refuses_a_non_empty_output(tmp_path, capsys):
     assert main(["demo", "--tiny", "--output", str(out), "--no-progress"]) == 2
     assert "not empty" in capsys.readouterr().err
     assert (out / "keep.txt").read_text() == "mine"
-
-
-def _answer(prompt: str) -> int:
-    words = prompt.replace("?", " ").split()
-    x, y = [int(w) for w in words if w.isdigit()]
-    return x + y if "+" in words else x - y if "-" in words else x * y

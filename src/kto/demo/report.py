@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from ..report import plot_metrics, read_metrics
+from .tasks import DESCRIPTIONS
 
 
 def _pct(x: float) -> str:
@@ -55,7 +56,7 @@ def write_demo_report(run: Path, summary: dict, n_samples: int = 6) -> Path:
     lo, hi = d["interval"]
     lines = [
         f"# kto demo: {summary['model']} aligned with KTO on its own binary feedback", "",
-        f"Task: small arithmetic questions (sums, differences, products), checked by a program. "
+        f"Task `{summary['task']}`: {DESCRIPTIONS[summary['task']]} (checked by a program). "
         f"{summary['held_out']} held-out questions, never trained on (disjoint operands); "
         f"{summary['train_questions']} training questions; seed {summary['seed']}.",
         "", "## Held-out accuracy (greedy)", "",
@@ -67,7 +68,21 @@ def write_demo_report(run: Path, summary: dict, n_samples: int = 6) -> Path:
         f"(paired over the same questions; {d['fixed']} fixed, {d['broken']} broken). "
         + ("The interval excludes zero." if lo > 0 or hi < 0 else "The interval includes zero: no reliable change."),
         "",
-        "A reply is correct when the model finished it within the length limit and its last number is the answer.",
+        "A reply is correct when the model finished it within the length limit and the task's checker accepts it.",
+    ]
+    if "names_one" in b:
+        def right(x):
+            return "–" if x["right_when_one"] is None else _pct(x["right_when_one"])
+
+        lines += [
+            "", "What changed, format apart from choice:", "",
+            "| | replies naming exactly one of the two numbers | correct among those |", "| --- | --- | --- |",
+            f"| before | {_pct(b['names_one'])} | {right(b)} |",
+            f"| after KTO | {_pct(a['names_one'])} | {right(a)} |", "",
+            "Picking one number at random would be right half the time: a gain that comes with ‘correct among "
+            "those’ near 50% is the model learning to answer with one number, not learning to compare.",
+        ]
+    lines += [
         "", "## Feedback", "",
         f"{fb['replies']} distinct sampled replies to the training questions, labelled by the checker: "
         f"{fb['desirable']} desirable, {fb['undesirable']} undesirable (kept as they came; the class weights "
