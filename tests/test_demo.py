@@ -50,13 +50,15 @@ def test_compare_checker_needs_the_answer_and_not_the_other_number():
     assert check("71", p) and check("The answer is 71.", p) and check("71.", p)
     assert not check("39", p) and not check("71 or 39", p) and not check("39 is larger than 71.", p)
     assert not check("7 1", p) and not check("", p) and not check("710", p)
+    assert not check("71-39", p) and not check("-71", p) and check("71.0", p)
     assert check("7 + 8 = 15", Problem("What is 7 + 8?", 15, ("+", 7, 8)))  # arithmetic: the last number
 
 
 def test_checker_reads_the_last_number():
     assert final_number("7 + 8 = 15") == 15
     assert final_number("The answer is 1,200.") == 1200
-    assert final_number("It is -3") == -3
+    assert final_number("It is -3") == -3 and final_number("(-3)") == -3
+    assert final_number("20-5") == 5  # a hyphen between numbers is not a minus sign
     assert final_number("no digits here") is None
     assert is_correct("7 times 8 is 56.", 56)
     assert not is_correct("56 is not right, it is 57", 56)

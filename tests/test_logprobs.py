@@ -76,8 +76,31 @@ class _NoKeep(torch.nn.Module):
         return self.inner(input_ids=input_ids, attention_mask=attention_mask, use_cache=use_cache)
 
 
-def test_models_without_logits_to_keep_take_the_plain_path():
+class _IgnoresKeep(_NoKeep):
+    """One that takes logits_to_keep in **kwargs and ignores it (full logits come back)."""
+
+    def forward(self, input_ids, attention_mask, use_cache=False, **kwargs):
+        return super().forward(input_ids, attention_mask, use_cache)
+
+
+@pytest.mark.parametrize("wrapper", [_NoKeep, _IgnoresKeep])
+def test_models_without_logits_to_keep_give_the_plain_values(wrapper):
     inner = tiny_model(len(tiny_tokenizer()), seed=3)
     b = _batch()
-    lp, _ = model_logps(_NoKeep(inner), b.input_ids, b.attention_mask, b.completion_mask)
+    lp, _ = model_logps(wrapper(inner), b.input_ids, b.attention_mask, b.completion_mask)
     torch.testing.assert_close(lp, _plain(inner, b)[0])
+
+
+def test_fast_path_with_left_padding_and_an_empty_completion():
+    """Row 0 is left-padded; row 1 has no completion token at all (logp 0, n 0)."""
+    model = tiny_model(len(tiny_tokenizer()), seed=3)
+    ids = torch.randint(4, 200, (2, 12))
+    attn = torch.ones(2, 12, dtype=torch.long)
+    attn[0, :3] = 0
+    mask = torch.zeros(2, 12, dtype=torch.bool)
+    mask[0, 8:] = True
+    b = type("B", (), {"input_ids": ids, "attention_mask": attn, "completion_mask": mask})
+    lp, n = model_logps(model, ids, attn, mask)
+    plain, n_plain = _plain(model, b)
+    torch.testing.assert_close(lp, plain)
+    assert n.tolist() == n_plain.tolist() == [4, 0] and lp[1].item() == 0.0

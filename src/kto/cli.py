@@ -48,7 +48,7 @@ def _register_demo(sub) -> None:
     from .config import add_config_args
     from .demo.run import DemoConfig
 
-    p = sub.add_parser("demo", help="align SmolLM2-135M-Instruct on built-in arithmetic feedback and report the gain",
+    p = sub.add_parser("demo", help="align SmolLM2-135M-Instruct on feedback about its own replies to built-in questions, and report the gain",
                        argument_default=argparse.SUPPRESS)
     add_config_args(p, DemoConfig)
     p.set_defaults(func=_demo)

@@ -36,10 +36,6 @@ def first_scored_position(completion_mask: torch.Tensor) -> int:
     return max(int(cols[0]) - 1, 0) if len(cols) else 0
 
 
-# Models whose forward rejected `logits_to_keep` (checked once per class).
-_NO_LOGITS_TO_KEEP: set[type] = set()
-
-
 def model_logps(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, completion_mask: torch.Tensor):
     """Run the model and score the completions. Returns (logps (B,), n_tokens (B,)).
 
@@ -50,15 +46,16 @@ def model_logps(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, co
     model's FLOPs. Held equal to the plain path by tests/test_logprobs.py.
     """
     start = first_scored_position(completion_mask)
-    if start > 0 and type(model) not in _NO_LOGITS_TO_KEEP:
+    if start > 0:
+        keep = input_ids.shape[1] - start
         try:
             logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False,
-                           logits_to_keep=input_ids.shape[1] - start).logits
-        except TypeError as e:  # an architecture without logits_to_keep: the plain path
+                           logits_to_keep=keep).logits
+        except TypeError as e:  # a forward without logits_to_keep (it fails before computing anything)
             if "logits_to_keep" not in str(e):
                 raise
-            _NO_LOGITS_TO_KEEP.add(type(model))
         else:
-            return sequence_logps(logits, input_ids[:, start:], completion_mask[:, start:])
+            # [:, -keep:] also holds for a forward that accepts the argument and ignores it
+            return sequence_logps(logits[:, -keep:], input_ids[:, start:], completion_mask[:, start:])
     logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
     return sequence_logps(logits, input_ids, completion_mask)

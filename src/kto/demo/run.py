@@ -31,7 +31,7 @@ from .tasks import TASKS, Problem, check, make_split, names_one_candidate
 class DemoConfig:
     model: str = _f("smollm2-135m", "policy to align (a built-in name, a local path or a Hub id)")
     task: str = _f("compare", "question set: compare (which of two numbers is larger/smaller) or arithmetic")
-    tiny: bool = _f(False, "the same pipeline on the random `tiny` model, small sizes, in about a minute (for tests)")
+    tiny: bool = _f(False, "the same pipeline on the random `tiny` model at small sizes, in seconds (for tests)")
     output: str = _f("runs/demo", "output folder (must be new or empty unless --overwrite)")
     overwrite: bool = _f(False, "replace an existing output folder (only once the demo has finished)")
     seed: int = _f(0, "seed for the questions, the sampling and the training")

@@ -19,7 +19,8 @@ import re
 from dataclasses import dataclass
 
 SUFFIX = " Answer with just the number."
-_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+# A minus sign counts only when it does not follow a word or a number: "71-39" is 71 and 39.
+_NUMBER = re.compile(r"(?:(?<![\w.])-)?\d+(?:\.\d+)?")
 
 
 @dataclass(frozen=True)
