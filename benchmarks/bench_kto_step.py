@@ -42,7 +42,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-DEFAULT_DATA = "/work/shared/data/hh-rlhf/harmless-base-test.jsonl.gz"
+DEFAULT_DATA = str(HERE.parent.parent / "shared" / "data" / "hh-rlhf" / "harmless-base-test.jsonl.gz")  # ../shared/data
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 

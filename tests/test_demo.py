@@ -110,6 +110,11 @@ def test_demo_tiny_writes_a_report_with_finite_numbers(tmp_path):
     held = {json.loads(x)["prompt"] for x in (out / "generations.jsonl").read_text().splitlines()}
     feedback = [json.loads(x) for x in (out / "feedback.jsonl").read_text().splitlines()]
     assert feedback and not held & {r["prompt"][0]["content"] for r in feedback}
+    # the training run's config names the final folders: `kto train --config train/config.yaml` reruns it
+    import yaml
+
+    saved = yaml.safe_load((out / "train" / "config.yaml").read_text())
+    assert saved["data"] == str(out / "feedback.jsonl") and saved["output"] == str(out / "train")
     problems = {p.prompt: p for p in make_split(0, 48, 32, "compare")[0]}  # TINY's sizes, default task
     assert all(check(r["completion"][0]["content"], problems[r["prompt"][0]["content"]]) or not r["label"]
                for r in feedback)

@@ -39,9 +39,10 @@ def _yaml_keys(path: str) -> list[str]:
     import yaml
 
     try:
-        return list(yaml.safe_load(open(path)) or {})
-    except (OSError, yaml.YAMLError) as e:
-        raise KTOError(f"{path}: cannot read config ({e})") from None
+        loaded = yaml.safe_load(open(path))
+    except (OSError, yaml.YAMLError):
+        return []  # config_from_args reports the problem in one line
+    return list(loaded) if isinstance(loaded, dict) else []
 
 
 def _register_demo(sub) -> None:
@@ -72,17 +73,61 @@ def _register_report(sub) -> None:
 REGISTER = [_register_train, _register_demo, _register_report, _data_commands.register]
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with a one-line error: the problem, a close flag name if there is one, and
+    where the help is (argparse would print the top-level usage block instead)."""
+
+    def error(self, message: str):
+        import difflib
+        import re
+
+        hint = ""
+        unknown = re.match(r"unrecognized arguments: (\S+)", message)
+        if unknown and unknown.group(1).startswith("--"):
+            flags = [f for a in self._all_actions(self) for f in a.option_strings]
+            close = difflib.get_close_matches(unknown.group(1).split("=")[0], flags, n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+        argv = getattr(self, "argv", None) or sys.argv[1:]
+        command = " ".join(a for a in argv[:1] if not a.startswith("-"))
+        see = f"kto {command} --help" if command and self.prog == "kto" else f"{self.prog} --help"
+        self.exit(2, f"{self.prog}: error: {message}{hint} (see {see})\n")
+
+    @staticmethod
+    def _all_actions(parser):
+        for action in parser._actions:
+            yield action
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    yield from Parser._all_actions(sub)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="kto", description="Align language models from binary feedback with KTO.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = Parser(prog="kto", description="Align language models from binary feedback with KTO.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     for register in REGISTER:
         register(sub)
     return parser
 
 
+def _terminated(signum, frame):
+    # SIGTERM (kill, timeout, a scheduler) unwinds like Ctrl-C, so the staging folder is removed
+    raise KeyboardInterrupt
+
+
+def _one_line_warning(message, category, filename, lineno, line=None):
+    return f"kto: warning: {message}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
+    import signal
+    import warnings
+
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    parser.argv = sys.argv[1:] if argv is None else list(argv)  # for the error's "see kto <command> --help"
+    args = parser.parse_args(argv)
+    warnings.formatwarning = _one_line_warning
+    previous = signal.signal(signal.SIGTERM, _terminated)
     try:
         args.func(args)
     except KTOError as e:
@@ -91,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("kto: interrupted", file=sys.stderr)
         return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return 0
 
 

@@ -86,6 +86,12 @@ class TrainConfig:
             (self.precision in ("auto", "fp32", "bf16"), "precision must be auto, fp32 or bf16"),
             (self.desirable_weight > 0 and self.undesirable_weight > 0, "class weights must be > 0"),
             (self.max_steps >= 0 and self.epochs > 0, "max_steps must be >= 0 and epochs > 0"),
+            (self.lr > 0 and self.weight_decay >= 0, "lr must be > 0 and weight_decay >= 0"),
+            (0 <= self.warmup_ratio <= 1, "warmup_ratio must be in [0, 1]"),
+            (self.max_grad_norm >= 0, "max_grad_norm must be >= 0 (0 disables clipping)"),
+            (self.logging_steps >= 1, "logging_steps must be >= 1"),
+            (self.lora_r >= 0 and self.lora_alpha > 0, "lora_r must be >= 0 (0: no LoRA) and lora_alpha > 0"),
+            (0 < self.z0_ema_decay < 1, "z0_ema_decay must be in (0, 1)"),
         ]
         from .losses import LOSSES
 
@@ -123,6 +129,37 @@ def parse_columns(text: str) -> dict:
     return out
 
 
+def _columns_flag(text: str) -> dict:
+    try:
+        return parse_columns(text)
+    except KTOError as e:  # argparse turns this into its one-line usage error
+        raise argparse.ArgumentTypeError(str(e).removeprefix("--columns: ")) from None
+
+
+def coerce(name: str, kind, value, where: str):
+    """A YAML value as the field's type: YAML reads 1e-4 as text, and a user may write
+    `max_steps: 10.0` or `columns: prompt=question`. Anything else is one error line."""
+    if value is None or isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
+        return value
+    try:
+        if kind is bool:
+            if isinstance(value, str) and value.strip().lower() in ("true", "false", "yes", "no", "on", "off"):
+                return value.strip().lower() in ("true", "yes", "on")
+            raise ValueError
+        if kind is dict:
+            if isinstance(value, str):
+                return parse_columns(value)
+            raise ValueError
+        if kind is int:
+            f = float(value)
+            if f != int(f):
+                raise ValueError
+            return int(f)
+        return kind(value)
+    except (ValueError, TypeError, KTOError):
+        raise KTOError(f"{where}: {name}: expected {kind.__name__}, got {value!r}") from None
+
+
 def add_config_args(parser: argparse.ArgumentParser, cls=TrainConfig) -> None:
     """One flag per field (--max-steps for max_steps); defaults suppressed so that only
     flags actually given override the YAML file."""
@@ -136,7 +173,7 @@ def add_config_args(parser: argparse.ArgumentParser, cls=TrainConfig) -> None:
         if kind is bool:
             parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help)
         elif kind is dict:
-            parser.add_argument(flag, dest=f.name, type=parse_columns, default=argparse.SUPPRESS, help=help)
+            parser.add_argument(flag, dest=f.name, type=_columns_flag, default=argparse.SUPPRESS, help=help)
         else:
             parser.add_argument(flag, dest=f.name, type=kind, default=argparse.SUPPRESS, help=help)
 
@@ -146,12 +183,18 @@ def config_from_args(args: argparse.Namespace, cls=TrainConfig):
     if getattr(args, "config", None):
         try:
             loaded = yaml.safe_load(Path(args.config).read_text()) or {}
-        except (OSError, yaml.YAMLError) as e:
-            raise KTOError(f"{args.config}: cannot read config ({e})") from None
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(loaded) - known)
+        except OSError as e:
+            raise KTOError(f"{args.config}: cannot read config ({e.strerror})") from None
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            at = f":{mark.line + 1}" if mark else ""
+            raise KTOError(f"{args.config}{at}: not valid YAML ({getattr(e, 'problem', None) or type(e).__name__})") from None
+        if not isinstance(loaded, dict):
+            raise KTOError(f"{args.config}: expected a mapping of option: value, got {type(loaded).__name__}")
+        hints = typing.get_type_hints(cls)
+        unknown = sorted(set(loaded) - set(hints))
         if unknown:
-            raise KTOError(f"{args.config}: unknown option(s) {', '.join(unknown)}")
-        values.update(loaded)
+            raise KTOError(f"{args.config}: unknown option(s) {', '.join(map(str, unknown))}")
+        values.update({k: coerce(k, hints[k], v, args.config) for k, v in loaded.items()})
     values.update({f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)})
     return cls(**values)

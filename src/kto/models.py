@@ -95,6 +95,13 @@ def _smollm2_dir() -> Path:
 BUILTIN = ("tiny", "smollm2-135m")
 
 
+def check_local(name: str) -> None:
+    """A name that looks like a path must be a folder: otherwise transformers takes it for
+    a Hub id and answers with a message about repo ids."""
+    if name.startswith((".", "/", "~")) and not os.path.isdir(os.path.expanduser(name)):
+        raise KTOError(f"{name}: no such model folder")
+
+
 def load_tokenizer(name: str):
     from transformers import AutoTokenizer
 
@@ -102,6 +109,7 @@ def load_tokenizer(name: str):
         return tiny_tokenizer()
     if name == "smollm2-135m":
         name = str(_smollm2_dir())
+    check_local(name)
     try:
         tok = AutoTokenizer.from_pretrained(name)
     except Exception as e:
@@ -119,6 +127,7 @@ def load_model(name: str, seed: int = 0, dtype: torch.dtype = torch.float32):
     if name == "tiny":
         return tiny_model(len(tok), seed=seed).to(dtype), tok
     path = str(_smollm2_dir()) if name == "smollm2-135m" else name
+    check_local(path)
     try:
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
     except Exception as e:

@@ -46,12 +46,19 @@ def _fmt(v) -> str:
     return "–" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))
 
 
-def write_report(run: Path) -> Path:
+def write_report(run: Path, title: str | None = None) -> Path:
+    """Write report.md and the plots in a `kto train` run folder. `title` defaults to the
+    folder's name (the loop passes the final name: it writes from a staging folder)."""
+    from .errors import KTOError
+
     run = Path(run)
+    if not run.is_dir() or not ((run / "metrics.jsonl").exists() or (run / "eval.json").exists()):
+        hint = " (a kto demo folder: its training run is the train/ subfolder)" if (run / "demo.json").exists() else ""
+        raise KTOError(f"{run}: not a kto train run folder (no metrics.jsonl or eval.json){hint}")
     rows = read_metrics(run)
     plots = plot_metrics(rows, run) if rows else []
     evals = json.loads((run / "eval.json").read_text()) if (run / "eval.json").exists() else {}
-    lines = [f"# KTO run report: {run.name}", ""]
+    lines = [f"# KTO run report: {title or run.name}", ""]
     if rows:
         first, last = rows[0], rows[-1]
         lines += ["## Training", "", "| metric | first step | last step |", "| --- | --- | --- |"]

@@ -255,7 +255,10 @@ def evaluate(policy, ref, examples: list, cfg: TrainConfig, pad_id: int, device,
 def check_output(path: str, overwrite: bool) -> Path:
     if not path:
         raise KTOError("--output is required")
-    out = Path(path)
+    out = Path(path).expanduser().absolute()
+    if Path.cwd().resolve().is_relative_to(out.resolve()):
+        # the run is moved into place at the end: the folder we stand in cannot be replaced
+        raise KTOError(f"{path}: the output cannot be the current folder or one that holds it; name a new subfolder")
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
         raise KTOError(f"{out}: output folder exists and is not empty; choose another or pass --overwrite")
     return out
@@ -328,7 +331,13 @@ def train(cfg: TrainConfig, examples: list[Example] | None = None) -> Path:
     from transformers import get_scheduler
 
     out = check_output(cfg.output, cfg.overwrite)
+    if not cfg.progress:  # transformers' own bars (loading and writing weights) too
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
     if examples is None:
+        if not cfg.data:
+            raise KTOError("--data is required: a feedback file (.jsonl, .jsonl.gz, .json, .parquet, .csv) or a Hub dataset name")
         examples, report = load_examples(cfg.data, cfg.columns, cfg.data_split)
         say(f"read {report.rows} rows ({report.schema}) from {cfg.data}: {len(examples)} examples")
         for line in report.lines():
@@ -340,8 +349,10 @@ def train(cfg: TrainConfig, examples: list[Example] | None = None) -> Path:
     use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and torch.cuda.is_available() and torch.cuda.is_bf16_supported())
     acc = Accelerator(mixed_precision="bf16" if use_bf16 else "no", cpu=not torch.cuda.is_available())
     set_seed(cfg.seed)
-    from .models import load_tokenizer
+    from .models import check_local, load_tokenizer
 
+    if cfg.ref_model:
+        check_local(cfg.ref_model)
     tok = load_tokenizer(cfg.model)  # the data checks need the tokenizer only: bad data fails before any model loads
     data = prepare_data(cfg, tok, examples, spec)
     for note in data.notes:
@@ -352,7 +363,6 @@ def train(cfg: TrainConfig, examples: list[Example] | None = None) -> Path:
     advice = band_advice(*weights, n_d, n_u) if "desirable_weight" in spec.hparams else None  # only losses with λ_D, λ_U
     if advice:
         warnings.warn(advice, stacklevel=1)
-        say(f"warning: {advice}")
     say(f"train: {len(data.train)} examples ({n_d} desirable, {n_u} undesirable), held out: {len(data.eval)}; "
         f"λ_D={weights[0]:.4g} λ_U={weights[1]:.4g}" + (f"; {len(data.pairs)} training pairs" if spec.paired else ""))
     items = data.items(spec)
@@ -437,7 +447,7 @@ def train(cfg: TrainConfig, examples: list[Example] | None = None) -> Path:
                 torch.save(acc.unwrap_model(head).state_dict(), tmp / "value_head.pt")
             from .report import write_report
 
-            write_report(tmp)
+            write_report(tmp, title=out.name)
             publish(tmp, out)
     except BaseException:
         if tmp:

@@ -180,7 +180,11 @@ def _hub(name: str, split: str) -> Iterator[Row]:
 
 
 def is_local(path: str) -> bool:
-    return os.path.exists(path) or bool(_suffix(path)) or path.startswith((".", "/", "~"))
+    """A path rather than a Hub dataset name ("org/name" or "name"): it exists, has a data
+    suffix, starts like a path, has more than one '/', or is a bare name with a dot
+    (feedback.txt)."""
+    return (os.path.exists(path) or bool(_suffix(path)) or path.startswith((".", "/", "~"))
+            or path.count("/") > 1 or ("/" not in path and "." in path))
 
 
 def read_rows(path: str, split: str = "train", on_error: OnError = None) -> Iterator[Row]:

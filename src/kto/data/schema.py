@@ -240,6 +240,9 @@ def rows_to_examples(rows: Iterable[Row], columns: dict[str, str] | None = None,
         data = {rename.get(k, k): v for k, v in row.data.items()} if rename else row.data
         report.rows += 1
         if schema is None:
+            missing = [f"{ours}={theirs}" for ours, theirs in (columns or {}).items() if theirs not in row.data]
+            if missing:  # a typo in a mapping must not fall back silently to a column of our name
+                raise DataError(f"{row.where}: --columns {','.join(missing)}: no such column; found {sorted(row.data)}")
             schema = report.schema = detect_schema(data.keys(), row.where)
         try:
             examples = _row_examples(data, row.where, schema, report, strict, pair + 1)

@@ -155,6 +155,10 @@ def run_demo(cfg: DemoConfig) -> Path:
 
         run = train(cfg.train_config(str(data), str(tmp / "train")))
         timings["train"] = time.perf_counter() - t
+        # the run's config names the final folders, so `kto train --config train/config.yaml` reruns it
+        saved = yaml.safe_load((run / "config.yaml").read_text())
+        saved.update(data=str(out.absolute() / "feedback.jsonl"), output=str(out.absolute() / "train"))
+        (run / "config.yaml").write_text(yaml.safe_dump(saved, sort_keys=False))
 
         t = time.perf_counter()
         from transformers import AutoModelForCausalLM
