@@ -81,24 +81,25 @@ class Parser(argparse.ArgumentParser):
         import difflib
         import re
 
+        parser, path = self._command(getattr(self, "argv", None) or sys.argv[1:])
         hint = ""
-        unknown = re.match(r"unrecognized arguments: (\S+)", message)
-        if unknown and unknown.group(1).startswith("--"):
-            flags = [f for a in self._all_actions(self) for f in a.option_strings]
-            close = difflib.get_close_matches(unknown.group(1).split("=")[0], flags, n=1)
+        unknown = re.match(r"unrecognized arguments: (--\S+)", message)
+        if unknown:
+            flags = [f for a in parser._actions for f in a.option_strings if f.startswith("--")]
+            close = difflib.get_close_matches(unknown.group(1).split("=")[0], flags, n=1, cutoff=0.75)
             hint = f"; did you mean {close[0]}?" if close else ""
-        argv = getattr(self, "argv", None) or sys.argv[1:]
-        command = " ".join(a for a in argv[:1] if not a.startswith("-"))
-        see = f"kto {command} --help" if command and self.prog == "kto" else f"{self.prog} --help"
+        see = " ".join(["kto", *path, "--help"]) if self.prog == "kto" else f"{self.prog} --help"
         self.exit(2, f"{self.prog}: error: {message}{hint} (see {see})\n")
 
-    @staticmethod
-    def _all_actions(parser):
-        for action in parser._actions:
-            yield action
-            if isinstance(action, argparse._SubParsersAction):
-                for sub in action.choices.values():
-                    yield from Parser._all_actions(sub)
+    def _command(self, argv: list[str]):
+        """The subcommand parser that argv's leading words select, and those words."""
+        parser, path = self, []
+        for word in argv:
+            subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+            if word.startswith("-") or not subs or word not in subs[0].choices:
+                break
+            parser, path = subs[0].choices[word], path + [word]
+        return parser, path
 
 
 def build_parser() -> argparse.ArgumentParser:
