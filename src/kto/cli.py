@@ -27,22 +27,7 @@ def _demo(args) -> None:
     from .demo.run import TINY, DemoConfig, run_demo
 
     # --tiny swaps in small defaults; a --config YAML file and flags given on the command line win.
-    if getattr(args, "tiny", False):
-        in_file = set(_yaml_keys(args.config)) if getattr(args, "config", None) else set()
-        for name, value in TINY.items():
-            if not hasattr(args, name) and name not in in_file:
-                setattr(args, name, value)
-    run_demo(config_from_args(args, DemoConfig))
-
-
-def _yaml_keys(path: str) -> list[str]:
-    import yaml
-
-    try:
-        loaded = yaml.safe_load(open(path))
-    except (OSError, yaml.YAMLError):
-        return []  # config_from_args reports the problem in one line
-    return list(loaded) if isinstance(loaded, dict) else []
+    run_demo(config_from_args(args, DemoConfig, defaults=TINY if getattr(args, "tiny", False) else None))
 
 
 def _register_demo(sub) -> None:

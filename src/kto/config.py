@@ -178,23 +178,30 @@ def add_config_args(parser: argparse.ArgumentParser, cls=TrainConfig) -> None:
             parser.add_argument(flag, dest=f.name, type=kind, default=argparse.SUPPRESS, help=help)
 
 
-def config_from_args(args: argparse.Namespace, cls=TrainConfig):
-    values = {}
+def read_config_file(path: str, cls=TrainConfig) -> dict:
+    """The options of a YAML config file, each as its field's type; one error line otherwise."""
+    try:
+        loaded = yaml.safe_load(Path(path).read_text()) or {}
+    except OSError as e:
+        raise KTOError(f"{path}: cannot read config ({e.strerror})") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f":{mark.line + 1}" if mark else ""
+        raise KTOError(f"{path}{at}: not valid YAML ({getattr(e, 'problem', None) or type(e).__name__})") from None
+    if not isinstance(loaded, dict):
+        raise KTOError(f"{path}: expected a mapping of option: value, got {type(loaded).__name__}")
+    hints = typing.get_type_hints(cls)
+    unknown = sorted(set(loaded) - set(hints))
+    if unknown:
+        raise KTOError(f"{path}: unknown option(s) {', '.join(map(str, unknown))}")
+    return {k: coerce(k, hints[k], v, path) for k, v in loaded.items()}
+
+
+def config_from_args(args: argparse.Namespace, cls=TrainConfig, defaults: dict | None = None):
+    """Field defaults, then `defaults` (a preset such as `kto demo --tiny`), then the YAML
+    file (--config), then the flags given on the command line."""
+    values = dict(defaults or {})
     if getattr(args, "config", None):
-        try:
-            loaded = yaml.safe_load(Path(args.config).read_text()) or {}
-        except OSError as e:
-            raise KTOError(f"{args.config}: cannot read config ({e.strerror})") from None
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            at = f":{mark.line + 1}" if mark else ""
-            raise KTOError(f"{args.config}{at}: not valid YAML ({getattr(e, 'problem', None) or type(e).__name__})") from None
-        if not isinstance(loaded, dict):
-            raise KTOError(f"{args.config}: expected a mapping of option: value, got {type(loaded).__name__}")
-        hints = typing.get_type_hints(cls)
-        unknown = sorted(set(loaded) - set(hints))
-        if unknown:
-            raise KTOError(f"{args.config}: unknown option(s) {', '.join(map(str, unknown))}")
-        values.update({k: coerce(k, hints[k], v, args.config) for k, v in loaded.items()})
+        values.update(read_config_file(args.config, cls))
     values.update({f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)})
     return cls(**values)

@@ -2,6 +2,7 @@
 backward → log) per step → evaluate → save. Runs on accelerate (CPU, one GPU, DDP)."""
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
@@ -410,7 +411,7 @@ def train(cfg: TrainConfig, examples: list[Example] | None = None) -> Path:
             for k in range(cfg.grad_accum):
                 epoch, batch = next(stream)
                 batch = batch.to(acc.device)
-                sync = acc.no_sync(policy) if k < cfg.grad_accum - 1 and world > 1 else _null()
+                sync = acc.no_sync(policy) if k < cfg.grad_accum - 1 and world > 1 else contextlib.nullcontext()
                 with sync:
                     loss, s, _ = micro_step(policy, ref, batch, cfg, state, reduce)
                     acc.backward(loss / cfg.grad_accum)  # mean of micro-batch means: 8×1 = 4×2
@@ -460,14 +461,6 @@ def train(cfg: TrainConfig, examples: list[Example] | None = None) -> Path:
                 say(f"eval {when}: loss {e['loss']:.4f}, z0 {e['z0']:.4g}, reward accuracy {acc_text}")
         say(f"wrote {out}")
     return out
-
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *a):
-        return False
 
 
 def _grad_norm(params) -> float:
